@@ -1,0 +1,44 @@
+# mvid: `make pipeline` and `make test` do all their own set-up on a fresh Debian machine.
+PY      ?= python3
+VENV    := .venv
+BIN     := $(VENV)/bin
+UV      := $(BIN)/uv
+# The CPU machines keep a CPU torch wheel here; without it uv would fetch a multi-GB CUDA build.
+WHEELS  := $(if $(wildcard /opt/wheels),--find-links /opt/wheels,)
+PROFILE ?= demo
+RAY_ADDRESS ?=
+ARGS    ?=
+export MVID_MODEL_DIR ?= $(CURDIR)/models-tiny
+
+.PHONY: setup pipeline test samples tiny lock bench clean
+
+setup: $(VENV)/.ok
+
+$(VENV)/.ok: requirements.lock pyproject.toml
+	@command -v ffmpeg >/dev/null && command -v espeak-ng >/dev/null || \
+	  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq ffmpeg espeak-ng >/dev/null; }
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/python -m pip install -q uv==0.13.9
+	$(UV) pip install -q --python $(BIN)/python $(WHEELS) -r requirements.lock
+	$(UV) pip install -q --python $(BIN)/python --no-deps -e .
+	touch $@
+
+samples/inputs.jsonl: pipeline/samples.py | setup
+	$(BIN)/mvid samples samples
+
+samples: samples/inputs.jsonl
+
+pipeline: setup samples
+	$(if $(RAY_ADDRESS),RAY_ADDRESS=$(RAY_ADDRESS)) $(BIN)/mvid run --profile $(PROFILE) $(ARGS)
+
+test: setup
+	$(BIN)/python -m pytest -q tests
+
+lock:
+	$(UV) pip compile requirements.in $(WHEELS) --python-version 3.11 --no-header -o requirements.lock
+
+bench: setup
+	$(BIN)/python bench/split.py
+
+clean:
+	rm -rf work out samples models-tiny

@@ -1,0 +1,1 @@
+"""Model adapters, one module per role; see base.py for the contract."""

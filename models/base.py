@@ -1,0 +1,74 @@
+"""Common interface of model adapters: one adapter per model role, no pipeline logic."""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any, ClassVar
+
+from pydantic import BaseModel, ConfigDict
+
+TINY_MARKER = "mvid-tiny.json"  # written by `mvid models tiny` into every tiny model folder
+
+
+class ModelSpec(BaseModel):
+    """Config of one model role: which backend runs which weights."""
+    model_config = ConfigDict(extra="forbid")
+    backend: str
+    model: str  # a local path, a folder name under MVID_MODEL_DIR, or a hub id
+    allow_hub: bool = False
+    device: str = "auto"  # auto, cpu, cuda
+    options: dict[str, Any] = {}
+
+
+class ModelMissing(RuntimeError):
+    pass
+
+
+def model_dir() -> Path:
+    return Path(os.environ.get("MVID_MODEL_DIR", "models-tiny")).expanduser()
+
+
+def resolve(role: str, spec: ModelSpec, files: str = "the model's weights") -> str:
+    """Local path, then MVID_MODEL_DIR/<model>, then the hub id when allowed."""
+    for cand in (Path(spec.model).expanduser(), model_dir() / spec.model):
+        if cand.exists():
+            return str(cand)
+    if spec.allow_hub:
+        return spec.model
+    raise ModelMissing(
+        f"role '{role}' ({spec.backend}) needs {files} for '{spec.model}': not a local path and not in "
+        f"MVID_MODEL_DIR={model_dir()}. Run `mvid models fetch PROFILE` with internet access, "
+        f"`mvid models tiny {model_dir()}` for tiny test models, or set allow_hub: true.")
+
+
+def device(spec: ModelSpec) -> str:
+    if spec.device != "auto":
+        return spec.device
+    import torch
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+class Adapter:
+    """Load once per actor with load(), then call with a batch; returns one output per input."""
+    role: ClassVar[str]
+    backend: ClassVar[str]
+    files: ClassVar[str] = "the model's weights"
+
+    def __init__(self, spec: ModelSpec):
+        self.spec = spec
+        self.path = resolve(self.role, spec, self.files)
+
+    @property
+    def name(self) -> str:
+        """Provenance: the model id, prefixed tiny-random/ for untrained test models."""
+        marker = Path(self.path) / TINY_MARKER
+        if marker.exists():
+            return "tiny-random/" + json.loads(marker.read_text())["arch"]
+        return self.spec.model
+
+    def load(self) -> None:
+        raise NotImplementedError
+
+    def __call__(self, batch: list) -> list:
+        raise NotImplementedError

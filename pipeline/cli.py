@@ -1,0 +1,135 @@
+"""The `mvid` command line."""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+
+
+def _config_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--profile", default="demo", help="packaged profile (demo, production) or a YAML file")
+    p.add_argument("--config", help="YAML config file (overrides --profile)")
+    p.add_argument("--input", help="folder, glob, or .parquet/.csv/.jsonl list of videos")
+    p.add_argument("--work", help="work folder (persisted stage outputs, media)")
+    p.add_argument("--out", help="output folder (shards, manifest, index)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="config override, e.g. stages.split.threshold=0.4 (repeatable)")
+    p.add_argument("--local", action="store_true", help="in-process executor instead of Ray (debugging)")
+
+
+def _config(a):
+    from pipeline import config
+    sets = list(a.set)
+    for key, val in (("input", a.input), ("work_dir", a.work), ("output_dir", a.out)):
+        if val:
+            sets.append(f"{key}={json.dumps(str(val))}")
+    return config.load(a.config or a.profile, sets)
+
+
+def _executor(a, cfg):
+    from pipeline.executor import LocalExecutor, RayExecutor
+    if a.local:
+        return LocalExecutor()
+    r = cfg.ray
+    return RayExecutor(r.address, r.num_cpus, r.object_store_mb)
+
+
+def _pipeline(a):
+    from pipeline.dag import Pipeline
+    cfg = _config(a)
+    pipe = Pipeline(cfg)
+    pipe.preflight()  # config, inputs and model files are checked before Ray or any model starts
+    return cfg, pipe
+
+
+def cmd_run(a) -> int:
+    cfg, pipe = _pipeline(a)
+    s = pipe.run(_executor(a, cfg))
+    print(s.text())
+    print(f"shards in {pipe.ctx.out}  (inspect: mvid shards inspect {pipe.ctx.out})")
+    return 0
+
+
+def cmd_stage(a) -> int:
+    cfg, pipe = _pipeline(a)
+    select = "all" if a.all else "failed" if a.failed else "missing"
+    ids = [i for x in a.ids for i in x.split(",") if i] if a.ids else None
+    n = pipe.rerun(_executor(a, cfg), a.name, select, ids)
+    print(f"{a.name}: {n} records out. Downstream stages rerun where their input changed: mvid run")
+    return 0
+
+
+def cmd_inspect(a) -> int:
+    from pipeline import inspect
+    info = inspect.inspect(Path(a.out))
+    print(json.dumps(info, indent=1) if a.json else inspect.text(info))
+    return 0
+
+
+def cmd_verify(a) -> int:
+    from pipeline import inspect
+    problems = inspect.verify(Path(a.out))
+    for p in problems:
+        print(p)
+    print("ok" if not problems else f"{len(problems)} problem(s)")
+    return 1 if problems else 0
+
+
+def cmd_samples(a) -> int:
+    from pipeline.samples import make_samples
+    entries = make_samples(Path(a.dest))
+    print(f"{len(entries)} sample videos in {a.dest}")
+    return 0
+
+
+def cmd_config(a) -> int:
+    print(_config(a).model_dump_json(indent=1))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="mvid", description="MVid-style video corpus curation on Ray")
+    ap.add_argument("-v", "--verbose", action="store_true")
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    p = sub.add_parser("run", help="run the whole DAG; finished work is skipped")
+    _config_args(p)
+    p.set_defaults(fn=cmd_run)
+    p = sub.add_parser("stage", help="rerun one stage from its persisted inputs")
+    p.add_argument("name")
+    _config_args(p)
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--all", action="store_true", help="every item, ignoring saved outputs")
+    g.add_argument("--failed", action="store_true", help="items whose last attempt failed")
+    g.add_argument("--missing", action="store_true", help="items without an output (default)")
+    g.add_argument("--ids", action="append", help="comma-separated video or clip ids")
+    p.set_defaults(fn=cmd_stage)
+    p = sub.add_parser("config", help="print the validated config")
+    _config_args(p)
+    p.set_defaults(fn=cmd_config)
+    sh = sub.add_parser("shards", help="inspect or verify an output folder").add_subparsers(dest="sub", required=True)
+    p = sh.add_parser("inspect")
+    p.add_argument("out")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(fn=cmd_inspect)
+    p = sh.add_parser("verify")
+    p.add_argument("out")
+    p.set_defaults(fn=cmd_verify)
+    p = sub.add_parser("samples", help="generate the sample inputs")
+    p.add_argument("dest")
+    p.set_defaults(fn=cmd_samples)
+    a = ap.parse_args(argv)
+    logging.basicConfig(level=logging.INFO if a.verbose else logging.WARNING, format="mvid: %(message)s")
+    from models.base import ModelMissing
+    from pipeline.config import ConfigError
+    from pipeline.inputs import InputError
+    try:
+        return a.fn(a)
+    except (ConfigError, InputError, ModelMissing, FileNotFoundError) as e:
+        print(f"mvid: error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

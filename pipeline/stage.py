@@ -1,0 +1,100 @@
+"""The stage contract: every file in stages/ defines one subclass of Stage."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class Resources(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    cpus: float = Field(1.0, ge=0)
+    gpus: float = Field(0.0, ge=0)
+    # Actor pool size for model stages: a fixed count or (min, max) for autoscaling.
+    actors: int | tuple[int, int] = 1
+    # Extra Ray custom resources, e.g. {"accel": 1} to pin a stage to some nodes.
+    custom: dict[str, float] = {}
+
+
+class StageParams(BaseModel):
+    """Config of one stage; subclasses add the stage's own knobs."""
+    model_config = ConfigDict(extra="forbid", validate_default=True)  # 60 and 60.0 must fingerprint alike
+    name: str
+    batch_size: int = Field(1, ge=1)
+    resources: Resources = Resources()
+
+
+class StageError(Exception):
+    """A per-item failure with a reason code: recorded, never raised to the user."""
+
+    def __init__(self, code: str, message: str):
+        super().__init__(f"{code}: {message}")
+        self.code, self.message = code, message
+
+
+@dataclass
+class Result:
+    """What one input item became: records that go on, and rejects with reasons."""
+    records: list[dict] = field(default_factory=list)
+    rejects: list[dict] = field(default_factory=list)
+
+    @classmethod
+    def ok(cls, rec: dict) -> "Result":
+        return cls(records=[rec])
+
+    @classmethod
+    def reject(cls, rec: dict, code: str, message: str, kind: Literal["error", "drop"] = "error",
+               **extra: Any) -> "Result":
+        return cls(rejects=[reject_of(rec, code, message, kind, **extra)])
+
+
+def reject_of(rec: dict, code: str, message: str, kind: str = "error", **extra: Any) -> dict:
+    """A failure record: which item, from which file, why. `kind` is error or drop (policy)."""
+    return {"id": rec.get("clip_id") or rec.get("video_id"), "video_id": rec.get("video_id"),
+            "path": rec.get("path"), "code": code, "message": message, "kind": kind, **extra}
+
+
+@dataclass(frozen=True)
+class Ctx:
+    """Run-wide paths handed to every stage."""
+    work: Path
+    out: Path
+
+    def media(self, video_id: str) -> Path:
+        return self.work / "media" / video_id
+
+
+class Stage:
+    name: ClassVar[str]
+    Params: ClassVar[type[StageParams]] = StageParams
+    key: ClassVar[Literal["video_id", "clip_id"]] = "clip_id"
+    requires: ClassVar[tuple[str, ...]] = ()
+    produces: ClassVar[tuple[str, ...]] = ()
+    # Model stages run in a Ray actor pool (setup once per actor); others run as tasks.
+    uses_model: ClassVar[bool] = False
+    # A barrier stage sees every record at once (global top-N): process_all instead of process_batch.
+    barrier: ClassVar[bool] = False
+    # The sink writes the outputs after the stream ends: plan(), write() per shard, finish().
+    sink: ClassVar[bool] = False
+
+    def __init__(self, params: StageParams, ctx: Ctx):
+        self.p, self.ctx = params, ctx
+
+    def preflight(self) -> None:
+        """Cheap checks on the driver before any video is touched, e.g. that model files resolve."""
+
+    def setup(self) -> None:
+        """Load models once per actor."""
+
+    def process_batch(self, recs: list[dict]) -> list[Result]:
+        """One Result per input record, in order."""
+        raise NotImplementedError
+
+    def process_all(self, recs: list[dict]) -> list[Result]:
+        raise NotImplementedError
+
+    def fingerprint(self) -> dict:
+        """What makes a cached output stale besides the input record: the stage's params."""
+        return self.p.model_dump(exclude={"batch_size", "resources"})

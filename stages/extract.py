@@ -1,0 +1,89 @@
+"""extract: per clip, the mp4 cut at frame-accurate boundaries, 16 kHz mono audio and N uniform frames.
+
+Makes clip_path, audio_path (None without audio, reason in reasons.audio), frame_paths, frame_size,
+media_bytes. A broken audio stream keeps the video and records the audio failure."""
+from __future__ import annotations
+
+import shutil
+
+from pydantic import Field
+
+from pipeline import ffmpeg
+from pipeline.stage import Result, Stage, StageError, StageParams
+from stages import register
+
+BITEXACT = ["-fflags", "+bitexact", "-flags:v", "+bitexact", "-flags:a", "+bitexact"]
+
+
+class ExtractParams(StageParams):
+    name: str = "extract"
+    frames: int = Field(8, ge=1)  # InternVideo2 feeds its encoder 8 frames
+    frame_size: int = Field(224, ge=16)  # short side of the sampled frames, aspect kept
+    max_side: int = Field(0, ge=0)  # downscale clips whose long side is larger; 0 keeps the size
+    crf: int = Field(23, ge=0, le=51)
+    preset: str = "veryfast"
+    sample_rate: int = 16000
+    timeout_s: float = Field(300, gt=0)
+
+
+def uniform(n: int, k: int) -> list[int]:
+    """k frame indices spread uniformly over n frames (segment middles), as video models sample."""
+    return sorted({min(n - 1, int((i + 0.5) * n / k)) for i in range(k)})
+
+
+@register
+class Extract(Stage):
+    name = "extract"
+    Params = ExtractParams
+    requires = ("clip_id", "video_id", "path", "start", "duration", "start_frame", "end_frame", "has_audio")
+    produces = ("clip_path", "audio_path", "frame_paths", "frame_size", "media_bytes")
+
+    def process_batch(self, recs):
+        return [self.one(r) for r in recs]
+
+    def one(self, rec: dict) -> Result:
+        p, work = self.p, self.ctx.work
+        d = self.ctx.media(rec["video_id"])
+        d.mkdir(parents=True, exist_ok=True)
+        cid, reasons = rec["clip_id"], dict(rec.get("reasons") or {})
+        cut = ["-ss", f"{rec['start']:.6f}", "-t", f"{rec['duration']:.6f}", *ffmpeg.SAFE, "-i", ffmpeg.src(rec["path"])]
+        clip, wav = d / f"{cid}.mp4", d / f"{cid}.wav"
+        scale = [] if not p.max_side else [
+            "-vf", f"scale='if(gt(iw,ih),min({p.max_side},iw),-2)':'if(gt(iw,ih),-2,min({p.max_side},ih))'"]
+        video = ["-map", "0:v:0", "-frames:v", str(rec["end_frame"] - rec["start_frame"]), *scale,
+                 "-c:v", "libx264", "-preset", p.preset, "-crf", str(p.crf), "-pix_fmt", "yuv420p"]
+        audio = ["-map", "0:a:0", "-c:a", "aac", "-b:a", "128k"]
+        has_audio = rec["has_audio"]
+        if has_audio:
+            try:
+                ffmpeg.run(["-y", *cut, "-vn", "-map", "0:a:0", "-ac", "1", "-ar", str(p.sample_rate),
+                            "-c:a", "pcm_s16le", *BITEXACT, str(wav)], p.timeout_s)
+            except StageError as e:
+                has_audio, reasons["audio"] = False, f"audio_failed: {e.message}"
+                wav.unlink(missing_ok=True)
+        else:
+            reasons["audio"] = "no_audio_stream"
+        ffmpeg.run(["-y", *cut, *video, *(audio if has_audio else ["-an"]), *BITEXACT,
+                    "-movflags", "+faststart", str(clip)], p.timeout_s)
+        fdir = d / cid
+        shutil.rmtree(fdir, ignore_errors=True)
+        fdir.mkdir()
+        n = rec["end_frame"] - rec["start_frame"]
+        sel = "+".join(f"eq(n\\,{i})" for i in uniform(n, p.frames))
+        s = p.frame_size
+        ffmpeg.run(["-i", str(clip), "-vf", f"select='{sel}',scale='if(gt(iw,ih),-2,{s})':'if(gt(iw,ih),{s},-2)'",
+                    "-fps_mode", "passthrough", "-q:v", "3", *BITEXACT, str(fdir / "%02d.jpg")], p.timeout_s)
+        frames = sorted(fdir.glob("*.jpg"))
+        if not frames:
+            raise StageError("no_frames", "no frames could be sampled from the clip")
+        from PIL import Image
+        with Image.open(frames[0]) as im:
+            size = list(im.size)
+        files = [clip, *frames, *([wav] if has_audio else [])]
+        return Result.ok({
+            **rec, "has_audio": has_audio, "reasons": reasons,
+            "clip_path": str(clip.relative_to(work)),
+            "audio_path": str(wav.relative_to(work)) if has_audio else None,
+            "frame_paths": [str(f.relative_to(work)) for f in frames], "frame_size": size,
+            "media_bytes": sum(f.stat().st_size for f in files),
+        })

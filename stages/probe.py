@@ -1,0 +1,70 @@
+"""probe: ffprobe metadata per video; unreadable, audio-only, oversized or overlong files are rejected here."""
+from __future__ import annotations
+
+from pydantic import Field
+
+from pipeline import ffmpeg
+from pipeline.stage import Result, Stage, StageError, StageParams
+from stages import register
+
+
+class ProbeParams(StageParams):
+    name: str = "probe"
+    timeout_s: float = Field(60, gt=0)
+    max_duration_s: float = Field(4 * 3600, gt=0)
+    long_videos: str = Field("refuse", pattern="^(refuse|cap)$")  # cap: keep the first max_duration_s
+    max_pixels: int = Field(3840 * 2160, gt=0)
+    min_side: int = Field(16, ge=1)
+
+
+def summarize(info: dict) -> dict:
+    streams = info.get("streams", [])
+    v = next((s for s in streams if s.get("codec_type") == "video"
+              and not s.get("disposition", {}).get("attached_pic")), None)
+    a = next((s for s in streams if s.get("codec_type") == "audio"), None)
+    if v is None:
+        raise StageError("no_video_stream", "no video stream (audio only or not a video)")
+    fmt = info.get("format", {})
+    duration = float(fmt.get("duration") or v.get("duration") or 0)
+    rotation = 0
+    for sd in v.get("side_data_list", []):
+        rotation = int(sd.get("rotation", rotation) or 0)
+    return {
+        "format": fmt.get("format_name"), "duration": duration, "bytes": int(fmt.get("size") or 0),
+        "width": int(v.get("width") or 0), "height": int(v.get("height") or 0), "rotation": rotation,
+        "fps": ffmpeg.rate(v.get("r_frame_rate")) or ffmpeg.rate(v.get("avg_frame_rate")),
+        "avg_fps": ffmpeg.rate(v.get("avg_frame_rate")), "vcodec": v.get("codec_name"),
+        "pix_fmt": v.get("pix_fmt"), "acodec": a.get("codec_name") if a else None,
+        "sample_rate": int(a.get("sample_rate") or 0) if a else None,
+    }
+
+
+@register
+class Probe(Stage):
+    name = "probe"
+    Params = ProbeParams
+    key = "video_id"
+    requires = ("video_id", "path")
+    produces = ("probe", "has_audio")
+
+    def process_batch(self, recs):
+        return [self.one(r) for r in recs]
+
+    def one(self, rec: dict) -> Result:
+        p = self.p
+        try:
+            info = summarize(ffmpeg.probe(rec["path"], p.timeout_s))
+        except StageError as e:
+            return Result.reject(rec, e.code, e.message)
+        w, h = info["width"], info["height"]
+        if min(w, h) < p.min_side:
+            return Result.reject(rec, "too_small", f"{w}x{h} is under min_side={p.min_side}")
+        if w * h > p.max_pixels:
+            return Result.reject(rec, "too_large", f"{w}x{h} is over max_pixels={p.max_pixels}")
+        if not info["fps"] or info["duration"] <= 0:
+            return Result.reject(rec, "no_duration", "no frame rate or duration")
+        if info["duration"] > p.max_duration_s:
+            if p.long_videos == "refuse":
+                return Result.reject(rec, "too_long", f"{info['duration']:.0f}s > max_duration_s={p.max_duration_s:.0f}")
+            info["capped_at"] = p.max_duration_s
+        return Result.ok({**rec, "probe": info, "has_audio": info["acodec"] is not None})

