@@ -1,0 +1,102 @@
+"""Vision captioner: a tiny random Qwen2-VL run through transformers on real jpg frames made by ffmpeg."""
+import importlib.util
+import subprocess
+
+import numpy as np
+import pytest
+
+from models.base import ModelSpec
+from models.vision import BACKENDS, tiny, video_patches
+
+
+def frames(d, src, n=6, size="160x120"):
+    d.mkdir()
+    subprocess.run(["ffmpeg", "-loglevel", "error", "-f", "lavfi", "-i", f"{src}=size={size}:rate=4",
+                    "-frames:v", str(n), str(d / "f%02d.jpg")], check=True)
+    return sorted(str(p) for p in d.glob("*.jpg"))
+
+
+@pytest.fixture(scope="module")
+def env(tmp_path_factory):
+    root = tmp_path_factory.mktemp("vision")
+    tiny(root)
+    return root / "tiny-qwen2-vl", frames(root / "a", "testsrc2"), frames(root / "b", "mandelbrot", n=3)
+
+
+def adapter(path, **options):
+    a = BACKENDS["transformers"](ModelSpec(backend="transformers", model=str(path), device="cpu",
+                                           options={"max_pixels": 56 * 56 * 2, "max_new_tokens": 8, **options}))
+    a.load()
+    return a
+
+
+@pytest.fixture(scope="module")
+def video(env):
+    return adapter(env[0])
+
+
+def test_captions_video(env, video):
+    _, a, b = env
+    assert video.name == "tiny-random/qwen2-vl"
+    out = video([{"frames": a}, {"frames": b}])
+    assert len(out) == 2 and all(isinstance(s, str) for s in out)
+    assert video([{"frames": a}, {"frames": b}]) == out  # greedy decoding
+    assert video([]) == []
+
+
+def test_video_inputs(env, video):
+    _, a, b = env
+    inp = video.inputs([{"frames": a}, {"frames": b}])
+    grid = inp["video_grid_thw"]
+    assert grid[:, 0].tolist() == [3, 2]  # 6 frames -> 3 temporal patches; 3 frames padded to 4 -> 2
+    assert inp["pixel_values_videos"].shape[0] == int(grid.prod(1).sum())
+    n_tok = (inp["input_ids"] == video.model.config.video_token_id).sum(1)
+    assert n_tok.tolist() == (grid.prod(1) // 4).tolist()
+    assert (inp["mm_token_type_ids"] == 2).sum() == n_tok.sum()
+    # the frames reach the output: different clips give different next-token logits
+    logits = video.model(**inp).logits[:, -1]
+    assert not np.allclose(logits[0].detach().numpy(), logits[1].detach().numpy())
+
+
+def test_video_patches_layout(env, video):
+    """A video of two identical frames equals the image of that frame; distinct frames fill the time slots."""
+    _, a, b = env
+    from PIL import Image
+    x, y = (Image.open(p).convert("RGB") for p in (a[0], b[0]))
+    y = y.resize(x.size)
+    ip, tp = video.ip, video.ip.temporal_patch_size
+    img = ip([x], return_tensors="np")
+    pair = ip([x, x], return_tensors="np")
+    v, g = video_patches(pair["pixel_values"], pair["image_grid_thw"], tp)
+    assert g == [1, *img["image_grid_thw"][0, 1:].tolist()]
+    np.testing.assert_array_equal(v, img["pixel_values"])
+    mixed = ip([x, y], return_tensors="np")
+    v, _ = video_patches(mixed["pixel_values"], mixed["image_grid_thw"], tp)
+    v = v.reshape(len(v), 3, tp, -1)
+    imx = img["pixel_values"].reshape(len(v), 3, tp, -1)
+    np.testing.assert_array_equal(v[:, :, 0], imx[:, :, 0])
+    assert not np.array_equal(v[:, :, 1], imx[:, :, 1])
+
+
+def test_captions_images_mode(env):
+    path, a, _ = env
+    ad = adapter(path, mode="images", max_frames=3, prompt="What happens?")
+    inp = ad.inputs([{"frames": a}])
+    assert inp["image_grid_thw"].shape[0] == 3  # frames subsampled to max_frames, one image each
+    out = ad([{"frames": a}])
+    assert len(out) == 1 and isinstance(out[0], str)
+
+
+def test_rejects_bad_mode(env):
+    with pytest.raises(ValueError):
+        adapter(env[0], mode="audio")
+
+
+@pytest.mark.skipif(importlib.util.find_spec("vllm") is None, reason="vllm is not installed")
+def test_vllm_backend(env):
+    path, a, _ = env
+    a_ = BACKENDS["vllm"](ModelSpec(backend="vllm", model=str(path), options={"max_new_tokens": 8,
+                                                                             "max_pixels": 56 * 56 * 2}))
+    a_.load()
+    out = a_([{"frames": a}])
+    assert len(out) == 1 and isinstance(out[0], str)
