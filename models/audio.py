@@ -1,0 +1,139 @@
+"""Audio-caption role ("acaption"): Qwen2-Audio describes a clip's non-speech sounds.
+
+Also `fbank`, the paper's audio-encoder input (BEATs-style Kaldi log-Mel filterbanks), in numpy.
+"""
+from __future__ import annotations
+
+import json
+import subprocess
+import wave
+from pathlib import Path
+
+import numpy as np
+
+from models.base import TINY_MARKER, Adapter, device
+from models.vision import CHAT_TEMPLATE, qwen_tokenizer
+
+SR = 16000
+PROMPT = ("Describe the sounds in this audio other than speech: the music, the environment and the events. "
+          "Do not transcribe the words that are spoken.")
+AUDIO = "<|AUDIO|>"
+
+
+def read_wav(path: str | Path) -> np.ndarray:
+    """Mono float32 samples in [-1, 1] at 16 kHz; other formats are converted by ffmpeg."""
+    with wave.open(str(path)) as w:
+        if (w.getframerate(), w.getnchannels(), w.getsampwidth()) == (SR, 1, 2):
+            return np.frombuffer(w.readframes(w.getnframes()), "<i2").astype(np.float32) / 32768
+    raw = subprocess.run(["ffmpeg", "-nostdin", "-loglevel", "error", "-i", str(path), "-f", "s16le", "-ac", "1",
+                          "-ar", str(SR), "-"], check=True, capture_output=True).stdout
+    return np.frombuffer(raw, "<i2").astype(np.float32) / 32768
+
+
+# Kaldi fbank as torchaudio.compliance.kaldi.fbank computes it for BEATs: 16-bit-scaled samples, 25 ms frames,
+# 10 ms shift, snip_edges, no dither, DC removal, pre-emphasis 0.97, 512-point FFT power spectrum, triangular
+# mel bins on Kaldi's mel scale from 20 Hz to Nyquist, natural log floored at float32 eps.
+FRAME, SHIFT, NFFT, LOW_HZ, PREEMPH = 400, 160, 512, 20.0, 0.97
+EPS = float(np.finfo(np.float32).eps)
+
+
+def mel(f):
+    return 1127.0 * np.log(1.0 + np.asarray(f) / 700.0)
+
+
+def mel_banks(bins: int) -> np.ndarray:
+    """Kaldi's triangular filters, (bins, NFFT // 2 + 1); the Nyquist column is zero as in Kaldi."""
+    lo, hi = mel(LOW_HZ), mel(SR / 2)
+    delta = (hi - lo) / (bins + 1)
+    left = lo + np.arange(bins)[:, None] * delta
+    m = mel(np.arange(NFFT // 2) * SR / NFFT)[None]
+    up, down = (m - left) / delta, (left + 2 * delta - m) / delta
+    return np.pad(np.maximum(0.0, np.minimum(up, down)), ((0, 0), (0, 1)))
+
+
+def kaldi_fbank(x: np.ndarray, bins: int = 64, window: str = "hamming") -> np.ndarray:
+    """Log-Mel filterbank of 16-bit-scaled samples: (1 + (len - 400) // 160, bins), float32."""
+    n = 1 + (len(x) - FRAME) // SHIFT
+    if n < 1:
+        return np.zeros((0, bins), np.float32)
+    f = np.lib.stride_tricks.sliding_window_view(np.asarray(x, np.float64), FRAME)[::SHIFT][:n].copy()
+    f -= f.mean(1, keepdims=True)
+    f[:, 1:] -= PREEMPH * f[:, :-1].copy()
+    f[:, 0] *= 1 - PREEMPH
+    k = np.arange(FRAME)
+    if window == "hamming":
+        w = 0.54 - 0.46 * np.cos(2 * np.pi * k / (FRAME - 1))
+    elif window == "povey":
+        w = (0.5 - 0.5 * np.cos(2 * np.pi * k / (FRAME - 1))) ** 0.85
+    else:
+        raise ValueError(f"window must be hamming or povey, got {window!r}")
+    power = np.abs(np.fft.rfft(f * w, NFFT)) ** 2
+    return np.log(np.maximum(power @ mel_banks(bins).T, EPS)).astype(np.float32)
+
+
+def fbank(wav_path: str | Path, seconds: float = 10.0, bins: int = 64) -> np.ndarray:
+    """The audio encoder's input: 10 s windows (the last zero-padded) -> (windows, 998, 64) log-Mel features."""
+    x = read_wav(wav_path) * 32768
+    seg = int(seconds * SR)
+    n = max(1, -(-len(x) // seg))
+    x = np.pad(x, (0, n * seg - len(x)))
+    return np.stack([kaldi_fbank(w, bins) for w in x.reshape(n, seg)])
+
+
+class TransformersAudio(Adapter):
+    role, backend = "acaption", "transformers"
+
+    def load(self) -> None:
+        import torch
+        from transformers import AutoProcessor, Qwen2AudioForConditionalGeneration
+        o = self.spec.options
+        self.prompt = o.get("prompt", PROMPT)
+        self.max_new = int(o.get("max_new_tokens", 128))
+        self.torch, self.dev = torch, device(self.spec)
+        hub = {"local_files_only": not self.spec.allow_hub}
+        self.proc = AutoProcessor.from_pretrained(self.path, **hub)
+        self.proc.tokenizer.padding_side = "left"
+        self.limit = int(self.proc.feature_extractor.n_samples)  # the encoder's 30 s window
+        dtype = getattr(torch, o.get("dtype", "bfloat16" if self.dev == "cuda" else "float32"))
+        self.model = Qwen2AudioForConditionalGeneration.from_pretrained(self.path, dtype=dtype, **hub)
+        self.model.to(self.dev).eval()
+
+    def inputs(self, items: list[dict]) -> dict:
+        conv = [{"role": "user", "content": [{"type": "audio"}, {"type": "text", "text": self.prompt}]}]
+        text = self.proc.apply_chat_template(conv, add_generation_prompt=True, tokenize=False)
+        audio = [read_wav(it["audio"])[:self.limit] for it in items]
+        enc = self.proc(text=[text] * len(items), audio=audio, sampling_rate=SR, return_tensors="pt", padding=True)
+        enc["input_features"] = enc["input_features"].to(self.model.dtype)
+        return {k: v.to(self.dev) for k, v in enc.items()}
+
+    def __call__(self, items: list[dict]) -> list[str]:
+        if not items:
+            return []
+        inp = self.inputs(items)
+        with self.torch.inference_mode():
+            out = self.model.generate(**inp, max_new_tokens=self.max_new, do_sample=False)
+        new = out[:, inp["input_ids"].shape[1]:]
+        return [t.strip() for t in self.proc.batch_decode(new, skip_special_tokens=True)]
+
+
+BACKENDS = {TransformersAudio.backend: TransformersAudio}
+
+
+def tiny(dest: Path) -> None:
+    """A tiny random Qwen2-Audio with a locally built tokenizer and a Whisper feature extractor (128 mels)."""
+    import torch
+    from transformers import (Qwen2AudioConfig, Qwen2AudioForConditionalGeneration, Qwen2AudioProcessor,
+                              WhisperFeatureExtractor)
+    out = Path(dest) / "tiny-qwen2-audio"
+    tok = qwen_tokenizer(["<|audio_bos|>", "<|audio_eos|>", AUDIO])
+    ids = tok.convert_tokens_to_ids
+    text = dict(model_type="qwen2", vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=4096,
+                bos_token_id=ids("<|endoftext|>"), eos_token_id=ids("<|im_end|>"), pad_token_id=ids("<|endoftext|>"))
+    enc = dict(d_model=32, encoder_layers=2, encoder_attention_heads=2, encoder_ffn_dim=64, num_mel_bins=128)
+    cfg = Qwen2AudioConfig(audio_config=enc, text_config=text, audio_token_index=ids(AUDIO))
+    torch.manual_seed(0)
+    Qwen2AudioForConditionalGeneration(cfg).save_pretrained(out)
+    fe = WhisperFeatureExtractor(feature_size=128)
+    Qwen2AudioProcessor(feature_extractor=fe, tokenizer=tok, chat_template=CHAT_TEMPLATE).save_pretrained(out)
+    (out / TINY_MARKER).write_text(json.dumps({"arch": "qwen2-audio"}))
