@@ -1,0 +1,96 @@
+"""CLIP scorer: a tiny random CLIPModel through transformers (and open_clip where it imports) on real jpg frames."""
+import subprocess
+
+import numpy as np
+import pytest
+
+from models.base import ModelSpec
+from models.clip import BACKENDS, clip_tokenizer, tiny
+
+TEXTS = {"V": "a dog walks in the park", "AVS": "a red car drives down the street at night while music plays",
+         "S": ""}
+
+
+def frames(d, src, n):
+    d.mkdir()
+    subprocess.run(["ffmpeg", "-loglevel", "error", "-f", "lavfi", "-i", f"{src}=size=96x64:rate=4",
+                    "-frames:v", str(n), str(d / "f%02d.jpg")], check=True)
+    return sorted(str(p) for p in d.glob("*.jpg"))
+
+
+@pytest.fixture(scope="module")
+def env(tmp_path_factory):
+    root = tmp_path_factory.mktemp("clip")
+    tiny(root)
+    return root / "tiny-clip", frames(root / "a", "testsrc2", 5), frames(root / "b", "mandelbrot", 3)
+
+
+def scorer(path, backend="transformers", **options):
+    s = BACKENDS[backend](ModelSpec(backend=backend, model=str(path), device="cpu", options=options))
+    s.load()
+    return s
+
+
+def check(s, a, b):
+    items = [{"frames": a, "texts": TEXTS}, {"frames": b, "texts": {"V": TEXTS["V"]}}]
+    out = s(items)
+    assert len(out) == 2
+    assert set(out[0]["scores"]) == {"V", "AVS"}  # the empty caption gets no score
+    assert set(out[1]["scores"]) == {"V"}
+    for o in out:
+        assert all(isinstance(v, float) and -1 <= v <= 1 for v in o["scores"].values())
+        assert o["image_emb"].dtype == np.float32 and abs(np.linalg.norm(o["image_emb"]) - 1) < 1e-5
+    assert out[0]["scores"]["V"] != out[0]["scores"]["AVS"]  # different texts, different scores
+    assert out[0]["scores"]["V"] != out[1]["scores"]["V"]  # different frames, different scores
+    again = s(items)
+    assert again[0]["scores"] == out[0]["scores"]
+    np.testing.assert_array_equal(again[0]["image_emb"], out[0]["image_emb"])
+    return out
+
+
+def test_transformers_scores(env):
+    path, a, b = env
+    s = scorer(path)
+    assert s.name == "tiny-random/clip"
+    check(s, a, b)
+
+
+def test_scores_are_frame_text_cosines(env):
+    """Scores are the aggregate over frames of each frame's cosine with the text, per options.aggregate."""
+    path, a, _ = env
+    s = scorer(path, batch_size=2)  # batching must not change the result
+    from PIL import Image
+    img = s._chunked(s.embed_images, [Image.open(p).convert("RGB") for p in a])
+    txt = s._chunked(s.embed_texts, [TEXTS["AVS"]])
+    cos = (img @ txt.T)[:, 0]
+    assert np.ptp(cos) > 0  # frames differ
+    for agg, fn in (("mean", np.mean), ("max", np.max), ("median", np.median)):
+        s.aggregate = agg
+        got = s([{"frames": a, "texts": {"AVS": TEXTS["AVS"]}}])[0]
+        assert got["scores"]["AVS"] == pytest.approx(float(fn(cos)), abs=1e-6)
+        emb = img.mean(0)
+        np.testing.assert_allclose(got["image_emb"], emb / np.linalg.norm(emb), atol=1e-6)
+
+
+def test_bad_aggregate(env):
+    with pytest.raises(ValueError):
+        scorer(env[0], aggregate="sum")
+
+
+def test_tokenizer_round_trip():
+    tok = clip_tokenizer()
+    ids = tok("A Dog walks")["input_ids"]
+    assert ids[0] == tok.bos_token_id and ids[-1] == tok.eos_token_id and len(ids) == 5
+    assert tok.decode(ids, skip_special_tokens=True) == "a dog walks"
+
+
+def test_open_clip_scores(env, tmp_path):
+    try:
+        import open_clip  # noqa: F401
+    except Exception as e:  # ImportError, or torchvision failing to load (a CUDA build next to a CPU torch)
+        pytest.skip(f"open_clip does not import here ({type(e).__name__}: {e}); it needs a working torchvision")
+    from models.clip import tiny_open_clip
+    tiny_open_clip(tmp_path)
+    s = scorer(tmp_path / "tiny-open-clip", backend="open_clip")
+    assert s.name == "tiny-random/open-clip"
+    check(s, env[1], env[2])
