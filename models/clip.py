@@ -87,7 +87,7 @@ class OpenClip(ClipScorer):
         name = self.path if pre else "local-dir:" + self.path
         if pre and Path(pre).expanduser().is_file():
             pre = str(Path(pre).expanduser())
-        self.model, _, self.preprocess = open_clip.create_model_and_transforms(
+        self.model, self.preprocess = open_clip.create_model_from_pretrained(
             name, pretrained=pre, device=self.dev, precision=self.spec.options.get("precision", "fp32"))
         self.model.eval()
         self.tok = open_clip.get_tokenizer(name)
