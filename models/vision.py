@@ -114,7 +114,8 @@ class TransformersVision(VisionCaptioner):
         self.ip = AutoImageProcessor.from_pretrained(self.path, **hub)
         dtype = getattr(torch, self.spec.options.get("dtype", "bfloat16" if self.dev == "cuda" else "float32"))
         self.model = AutoModelForImageTextToText.from_pretrained(self.path, dtype=dtype, **hub).to(self.dev).eval()
-        self.fps = float(self.spec.options.get("fps", 1.0))  # sampled-frame rate, for Qwen2.5-VL's time ids
+        # frames per second of the sampled frames (options or item "frame_rate"), for Qwen2.5-VL's time ids
+        self.frame_rate = float(self.spec.options.get("frame_rate", 1.0))
 
     def visual(self, frames: list) -> tuple[np.ndarray, list[list[int]]]:
         """Patches and grids (t, h, w) of one item: one video, or one image per frame."""
@@ -140,13 +141,14 @@ class TransformersVision(VisionCaptioner):
             text = self.tok.apply_chat_template(messages(self.prompt, self.parts(len(frames))),
                                                 add_generation_prompt=True, tokenize=False)
             chunks = text.split(pad)
-            assert len(chunks) == len(g) + 1, "chat template must place one placeholder per image/video"
+            if len(chunks) != len(g) + 1:
+                raise ValueError(f"the chat template must place one {pad} per image/video")
             m2 = self.ip.merge_size ** 2
             text = chunks[0] + "".join(pad * (int(np.prod(t)) // m2) + c for t, c in zip(g, chunks[1:]))
             texts.append(text)
             pvs.append(pv)
             grids += g
-            secs.append(self.ip.temporal_patch_size / float(it.get("fps", self.fps)))
+            secs.append(self.ip.temporal_patch_size / float(it.get("frame_rate", self.frame_rate)))
         enc = self.tok(texts, return_tensors="pt", padding=True, add_special_tokens=False)
         ids = enc["input_ids"]
         cfg = self.model.config
@@ -201,23 +203,30 @@ BACKENDS = {c.backend: c for c in (TransformersVision, VllmVision)}
 
 
 def tiny(dest: Path) -> None:
-    """A tiny random Qwen2-VL with a locally built tokenizer, chat template and image processor."""
+    """Tiny random Qwen2-VL and Qwen2.5-VL models sharing a locally built tokenizer, chat template and image processor."""
     import torch
-    from transformers import Qwen2VLConfig, Qwen2VLForConditionalGeneration
+    from transformers import (Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration, Qwen2VLConfig,
+                              Qwen2VLForConditionalGeneration)
     from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import Qwen2VLImageProcessorPil
-    out = Path(dest) / "tiny-qwen2-vl"
     tok = qwen_tokenizer(["<|vision_start|>", "<|vision_end|>", IMAGE, VIDEO])
     ids = tok.convert_tokens_to_ids
     text = dict(vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
                 num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=4096,
                 rope_parameters={"rope_type": "default", "mrope_section": [1, 1, 2], "rope_theta": 1e6},
                 bos_token_id=ids("<|endoftext|>"), eos_token_id=ids("<|im_end|>"), pad_token_id=ids("<|endoftext|>"))
-    cfg = Qwen2VLConfig(text_config=text, vision_config=dict(depth=2, embed_dim=32, hidden_size=32, num_heads=2,
-                                                             mlp_ratio=2),
-                        image_token_id=ids(IMAGE), video_token_id=ids(VIDEO),
-                        vision_start_token_id=ids("<|vision_start|>"), vision_end_token_id=ids("<|vision_end|>"))
-    torch.manual_seed(0)
-    Qwen2VLForConditionalGeneration(cfg).save_pretrained(out)
-    tok.save_pretrained(out)
-    Qwen2VLImageProcessorPil().save_pretrained(out)
-    (out / TINY_MARKER).write_text(json.dumps({"arch": "qwen2-vl"}))
+    special = dict(image_token_id=ids(IMAGE), video_token_id=ids(VIDEO),
+                   vision_start_token_id=ids("<|vision_start|>"), vision_end_token_id=ids("<|vision_end|>"))
+    archs = {
+        "qwen2-vl": (Qwen2VLConfig, Qwen2VLForConditionalGeneration,
+                     dict(depth=2, embed_dim=32, hidden_size=32, num_heads=2, mlp_ratio=2)),
+        "qwen2.5-vl": (Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration,
+                       dict(depth=2, hidden_size=32, out_hidden_size=32, intermediate_size=64, num_heads=2,
+                            window_size=56, fullatt_block_indexes=[1])),
+    }
+    for arch, (config, model, vision) in archs.items():
+        out = Path(dest) / f"tiny-{arch}"
+        torch.manual_seed(0)
+        model(config(text_config=text, vision_config=vision, **special)).save_pretrained(out)
+        tok.save_pretrained(out)
+        Qwen2VLImageProcessorPil().save_pretrained(out)
+        (out / TINY_MARKER).write_text(json.dumps({"arch": arch}))

@@ -78,6 +78,20 @@ def test_video_patches_layout(env, video):
     assert not np.array_equal(v[:, :, 1], imx[:, :, 1])
 
 
+def test_qwen2_5_vl(env):
+    path, a, b = env
+    ad = adapter(path.parent / "tiny-qwen2.5-vl", frame_rate=2.0)
+    assert ad.name == "tiny-random/qwen2.5-vl"
+    inp = ad.inputs([{"frames": a}, {"frames": b, "frame_rate": 4.0}])
+    assert inp["second_per_grid_ts"].tolist() == [1.0, 0.5]  # temporal patch of 2 frames at 2 and 4 frames/s
+    slow = ad.inputs([{"frames": a, "frame_rate": 0.5}])
+    fast = ad.inputs([{"frames": a, "frame_rate": 4.0}])
+    lo, hi = (ad.model(**x).logits[0, -1].detach().numpy() for x in (slow, fast))
+    assert not np.allclose(lo, hi)  # the frame rate reaches the temporal position ids
+    out = ad([{"frames": a}, {"frames": b}])
+    assert len(out) == 2 and all(isinstance(s, str) for s in out)
+
+
 def test_captions_images_mode(env):
     path, a, _ = env
     ad = adapter(path, mode="images", max_frames=3, prompt="What happens?")
