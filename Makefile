@@ -28,7 +28,13 @@ samples/inputs.jsonl: pipeline/samples.py | setup
 
 samples: samples/inputs.jsonl
 
-pipeline: setup samples
+models-tiny/.ok: | setup
+	$(BIN)/mvid models tiny models-tiny
+	touch $@
+
+tiny: models-tiny/.ok
+
+pipeline: setup samples tiny
 	$(if $(RAY_ADDRESS),RAY_ADDRESS=$(RAY_ADDRESS)) $(BIN)/mvid run --profile $(PROFILE) $(ARGS)
 
 test: setup

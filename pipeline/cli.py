@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -41,6 +42,11 @@ def _pipeline(a):
     cfg = _config(a)
     pipe = Pipeline(cfg)
     pipe.preflight()  # config, inputs and model files are checked before Ray or any model starts
+    tiny = sorted({f"{s.name}.{f}" for s in pipe.stages for f, ad in s.adapters().items()
+                   if ad.name.startswith("tiny-random/")})
+    if tiny:
+        print(f"note: captions from {', '.join(tiny)} come from untrained tiny random models (real weights are "
+              f"absent from MVID_MODEL_DIR): they test the machinery, their text is noise.")
     return cfg, pipe
 
 
@@ -84,6 +90,34 @@ def cmd_samples(a) -> int:
     return 0
 
 
+def cmd_tiny(a) -> int:
+    import models
+    roles = models.tiny(Path(a.dest))
+    print(f"tiny random models for {', '.join(roles)} in {a.dest}")
+    return 0
+
+
+def cmd_fetch(a) -> int:
+    """Download every model a profile names into MVID_MODEL_DIR (needs internet and the hub)."""
+    from huggingface_hub import snapshot_download
+
+    from models.base import model_dir
+    from pipeline import config
+    cfg = config.load(a.profile)
+    for st in cfg.stages:
+        for field, spec in st:
+            if type(spec).__name__ != "ModelSpec" or Path(spec.model).exists() or spec.model.startswith("tiny-"):
+                continue
+            dest = model_dir() / spec.model
+            print(f"{st.name}.{field}: {spec.backend} {spec.model} -> {dest}")
+            if spec.backend == "openai-whisper":
+                import whisper
+                whisper._download(whisper._MODELS[spec.model], str(dest), False)
+            else:
+                snapshot_download(spec.model, local_dir=dest)
+    return 0
+
+
 def cmd_config(a) -> int:
     print(_config(a).model_dump_json(indent=1))
     return 0
@@ -116,10 +150,20 @@ def main(argv: list[str] | None = None) -> int:
     p = sh.add_parser("verify")
     p.add_argument("out")
     p.set_defaults(fn=cmd_verify)
+    mo = sub.add_parser("models", help="model weights").add_subparsers(dest="sub", required=True)
+    p = mo.add_parser("tiny", help="build tiny random-weight models of every role into DEST")
+    p.add_argument("dest")
+    p.set_defaults(fn=cmd_tiny)
+    p = mo.add_parser("fetch", help="download a profile's weights into MVID_MODEL_DIR")
+    p.add_argument("profile")
+    p.set_defaults(fn=cmd_fetch)
     p = sub.add_parser("samples", help="generate the sample inputs")
     p.add_argument("dest")
     p.set_defaults(fn=cmd_samples)
     a = ap.parse_args(argv)
+    # Model libraries' load chatter (unused heads, progress bars) buries the run's own output.
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     logging.basicConfig(level=logging.INFO if a.verbose else logging.WARNING, format="mvid: %(message)s")
     from models.base import ModelMissing
     from pipeline.config import ConfigError

@@ -34,7 +34,8 @@ class RayExecutor:
         import ray
         self.ray = ray
         if not ray.is_initialized():
-            env = {k: v for k, v in os.environ.items() if k.startswith("MVID_")}
+            env = {k: v for k, v in os.environ.items()
+                   if k.startswith("MVID_") or k in ("TRANSFORMERS_VERBOSITY", "HF_HUB_DISABLE_PROGRESS_BARS")}
             address = address or os.environ.get("RAY_ADDRESS")
             kw = {} if address else {"num_cpus": num_cpus, "include_dashboard": False,
                                      "object_store_memory": object_store_mb and object_store_mb * 2**20}

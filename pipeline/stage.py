@@ -78,15 +78,26 @@ class Stage:
     barrier: ClassVar[bool] = False
     # The sink writes the outputs after the stream ends: plan(), write() per shard, finish().
     sink: ClassVar[bool] = False
+    # Params fields that hold a ModelSpec -> the model role they fill (see models/__init__.py).
+    models: ClassVar[dict[str, str]] = {}
 
     def __init__(self, params: StageParams, ctx: Ctx):
         self.p, self.ctx = params, ctx
 
+    def adapters(self) -> dict:
+        """This stage's model adapters, files resolved but not loaded (ModelMissing names the role)."""
+        from models import build
+        return {f: build(role, getattr(self.p, f)) for f, role in self.models.items()}
+
     def preflight(self) -> None:
-        """Cheap checks on the driver before any video is touched, e.g. that model files resolve."""
+        """Cheap checks on the driver before any video is touched: every model's files resolve."""
+        self.adapters()
 
     def setup(self) -> None:
-        """Load models once per actor."""
+        """Load models once per actor: self.m[field] is the loaded adapter."""
+        self.m = self.adapters()
+        for a in self.m.values():
+            a.load()
 
     def process_batch(self, recs: list[dict]) -> list[Result]:
         """One Result per input record, in order."""

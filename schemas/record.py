@@ -26,6 +26,12 @@ COLUMNS: dict[str, tuple[str, str, str]] = {
     "frame_paths": ("list[str]", "extract", "uniformly sampled jpg frames, relative to the work dir"),
     "frame_size": ("list[int]", "extract", "width, height of the sampled frames"),
     "media_bytes": ("int", "extract", "bytes of clip, audio and frames: the sample's shard footprint"),
+    "transcript": ("dict|None", "asr", "speech text as spoken: text, language, language_prob, segments "
+                   "(clip-relative seconds), no_speech_prob, source (asr or input); None without speech"),
+    "lid": ("dict|None", "lid", "fastText language of the transcript: language, confidence"),
+    "translation": ("dict|None", "translate", "English speech text: text, translator (none, seamless, llm), "
+                    "src_lang, confidence"),
+    "captions": ("dict", "any", "the MVid captions made so far: S (speech), V, A, AV, AVS"),
     "reasons": ("dict", "any", "why a field is absent, e.g. {'audio': 'no_audio_stream'}"),
     "models": ("dict", "any", "which model made which field: {'field': 'model name'}"),
 }

@@ -1,0 +1,66 @@
+"""asr: Whisper transcription of each clip's 16 kHz audio, or the transcript supplied with the input.
+
+Makes transcript (text, language, language_prob, segments, no_speech_prob, source) and models.transcript.
+A clip without audio, silent, or over Whisper's no-speech limit gets transcript None and reasons.S."""
+from __future__ import annotations
+
+from models.base import ModelSpec
+from pipeline.stage import Result, Stage, StageParams
+from stages import register
+
+
+class AsrParams(StageParams):
+    name: str = "asr"
+    batch_size: int = 8
+    # options.no_speech_threshold (0.6) and options.silence_rms (1e-3) decide "no speech" (models/asr.py)
+    model: ModelSpec = ModelSpec(backend="faster-whisper", model="tiny-faster-whisper")
+
+
+def supplied(rec: dict) -> dict | None:
+    """The input's transcript for this clip: segments [{start, end, text}] (video seconds) overlapping
+    the clip, or a plain string, which covers the whole video (scope: video)."""
+    given, lang = rec.get("input_transcript"), rec.get("input_language")
+    if not given:
+        return None
+    if isinstance(given, str):
+        return {"text": given.strip(), "language": lang, "segments": [], "source": "input", "scope": "video"}
+    a, b = rec["start"], rec["end"]
+    segs = [{"start": max(s["start"], a) - a, "end": min(s["end"], b) - a, "text": s["text"].strip()}
+            for s in given if min(s["end"], b) - max(s["start"], a) > 0.5 * (s["end"] - s["start"])]
+    if not segs:
+        return None
+    return {"text": " ".join(s["text"] for s in segs), "language": lang, "segments": segs, "source": "input",
+            "scope": "clip"}
+
+
+@register
+class Asr(Stage):
+    name = "asr"
+    Params = AsrParams
+    requires = ("clip_id", "has_audio", "audio_path", "start", "end")
+    produces = ("transcript",)
+    uses_model = True
+    models = {"model": "asr"}
+
+    def process_batch(self, recs):
+        out, todo = [], []
+        for r in recs:
+            r = {**r, "reasons": dict(r.get("reasons") or {}), "models": dict(r.get("models") or {}), "transcript": None}
+            given = supplied(r)
+            if given:
+                r["transcript"], r["models"]["transcript"] = given, "input"
+            elif r.get("input_transcript"):
+                r["reasons"]["S"] = "no_speech: the supplied transcript has no segment in this clip"
+            elif not r["has_audio"]:
+                r["reasons"]["S"] = "no_audio"
+            else:
+                todo.append(r)
+            out.append(r)
+        asr = self.m["model"]
+        for r, a in zip(todo, asr([{"audio": str(self.ctx.work / r["audio_path"])} for r in todo])):
+            r["models"]["transcript"] = asr.name
+            if a["reason"]:
+                r["reasons"]["S"] = f"{a['reason']}: no_speech_prob={a['no_speech_prob']:.2f}"
+            else:
+                r["transcript"] = {**a, "source": "asr"}
+        return [Result.ok(r) for r in out]

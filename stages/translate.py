@@ -1,0 +1,75 @@
+"""translate: non-English speech to English, and the S caption.
+
+LID confidence >= threshold: SeamlessM4T v2 (transformers; text-to-text from the transcript, or speech-to-text
+from the audio). Below it, or a language Seamless does not read: the LLM with the translation prompt.
+Makes translation {text, translator, src_lang, confidence}, captions.S (the English speech text, in full),
+models.translation. No transcript: no S caption (the reason came from asr)."""
+from __future__ import annotations
+
+from pydantic import Field
+
+from models import prompts
+from models.base import ModelSpec
+from models.lid import route
+from pipeline.stage import Result, Stage, StageParams
+from stages import register
+
+
+class TranslateParams(StageParams):
+    name: str = "translate"
+    batch_size: int = 16
+    threshold: float = Field(0.95, ge=0, le=1)  # LID confidence from which Seamless translates
+    seamless: ModelSpec = ModelSpec(backend="seamless-m4t-v2", model="tiny-seamless-m4t-v2")
+    llm: ModelSpec = ModelSpec(backend="transformers", model="tiny-llama")
+
+
+@register
+class Translate(Stage):
+    name = "translate"
+    Params = TranslateParams
+    requires = ("clip_id", "transcript", "lid")
+    produces = ("translation", "captions")
+    uses_model = True
+    models = {"seamless": "translate", "llm": "llm"}
+
+    def process_batch(self, recs):
+        recs = [{**r, "captions": dict(r.get("captions") or {}), "reasons": dict(r.get("reasons") or {}),
+                 "models": dict(r.get("models") or {}), "translation": None} for r in recs]
+        groups: dict[str, list[dict]] = {"none": [], "seamless": [], "llm": []}
+        for r in recs:
+            if r["transcript"]:
+                groups[route(r["lid"]["language"], r["lid"]["confidence"], self.p.threshold)].append(r)
+        sm, llm = self.m["seamless"], self.m["llm"]
+        speech = sm.mode == "speech"
+        texts = sm([{"text": r["transcript"]["text"], "src_lang": r["lid"]["language"],
+                     "audio": str(self.ctx.work / r["audio_path"]) if speech else None} for r in groups["seamless"]])
+        done = [(r, "none", r["transcript"]["text"], None) for r in groups["none"]]
+        done += [(r, "seamless", t, sm.name) for r, t in zip(groups["seamless"], texts)]
+        done += [(r, "llm", t, llm.name) for r, t in zip(groups["llm"], self.by_llm(groups["llm"]))]
+        for r, who, text, model in done:
+            if text is None:
+                r["reasons"]["S"] = "translation_failed: the LLM answer was malformed twice"
+                continue
+            r["translation"] = {"text": text, "translator": who, "src_lang": r["lid"]["language"],
+                                "confidence": r["lid"]["confidence"]}
+            r["captions"]["S"] = text
+            if model:
+                r["models"]["translation"] = model
+        return [Result.ok(r) for r in recs]
+
+    def by_llm(self, recs: list[dict]) -> list[str | None]:
+        """LLM translation; a malformed answer is retried once, then None."""
+        out: list[str | None] = [None] * len(recs)
+        todo = list(range(len(recs)))
+        for _ in range(2):
+            answers = self.m["llm"]([prompts.translation(recs[i]["transcript"]["text"], recs[i]["lid"]["language"])
+                                     for i in todo])
+            for i, a in zip(list(todo), answers):
+                try:
+                    out[i] = prompts.parse_translation(a)
+                    todo.remove(i)
+                except ValueError:
+                    pass
+            if not todo:
+                break
+        return out
