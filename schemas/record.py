@@ -31,7 +31,12 @@ COLUMNS: dict[str, tuple[str, str, str]] = {
     "lid": ("dict|None", "lid", "fastText language of the transcript: language, confidence"),
     "translation": ("dict|None", "translate", "English speech text: text, translator (none, seamless, llm), "
                     "src_lang, confidence"),
-    "captions": ("dict", "any", "the MVid captions made so far: S (speech), V, A, AV, AVS"),
+    "raw_captions": ("dict", "vcaption/acaption", "per-modality model outputs: V (vision), A (audio)"),
+    "captions": ("dict", "translate/fuse", "the MVid captions: S (speech), then A, V, AV, AVS from fuse"),
+    "clip_scores": ("dict", "clipscore", "CLIP frame-caption similarity per caption (V, AV, AVS)"),
+    "clip_score": ("float|None", "clipscore", "the score that selection uses"),
+    "clip_emb": ("str", "clipscore", "CLIP image embedding (float16, base64); work folder only"),
+    "extra_members": ("dict", "any", "extra shard members: extension -> file, e.g. audio_fbank.npy"),
     "reasons": ("dict", "any", "why a field is absent, e.g. {'audio': 'no_audio_stream'}"),
     "models": ("dict", "any", "which model made which field: {'field': 'model name'}"),
 }

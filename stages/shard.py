@@ -20,7 +20,7 @@ from pipeline.store import atomic_write
 from schemas import shard as S
 from stages import register
 
-WORK_ONLY = ("clip_path", "audio_path", "frame_paths", "media_bytes", "extra_members")
+WORK_ONLY = ("clip_path", "audio_path", "frame_paths", "media_bytes", "extra_members", "clip_emb")
 
 
 class ShardParams(StageParams):

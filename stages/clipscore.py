@@ -1,0 +1,60 @@
+"""clipscore: CLIP similarity between the clip's frames and its captions (at least V and AVS), aggregated
+over frames as configured; an optional fixed threshold drops clips in the stream.
+
+Makes clip_scores {caption: score}, clip_score (the score selection uses), clip_emb (image embedding for
+near-duplicate removal, kept in the work folder, not in the shards) and models.clip_scores."""
+from __future__ import annotations
+
+import base64
+
+import numpy as np
+from pydantic import Field
+
+from models.base import ModelSpec
+from pipeline.stage import Result, Stage, StageParams
+from stages import register
+
+
+class ClipscoreParams(StageParams):
+    name: str = "clipscore"
+    batch_size: int = 16
+    captions: list[str] = ["V", "AVS", "AV"]  # scored when present
+    select_on: list[str] = ["AVS", "V"]  # clip_score: the first of these that has a score
+    threshold: float | None = Field(None, ge=-1, le=1)  # drop clips scoring below, in the stream
+    # options: aggregate (mean, max, median over frames), max_frames (models/clip.py)
+    model: ModelSpec = ModelSpec(backend="transformers", model="tiny-clip")
+
+
+def pack(v: np.ndarray) -> str:
+    return base64.b64encode(v.astype(np.float16).tobytes()).decode()
+
+
+def unpack(s: str) -> np.ndarray:
+    return np.frombuffer(base64.b64decode(s), np.float16).astype(np.float32)
+
+
+@register
+class Clipscore(Stage):
+    name = "clipscore"
+    Params = ClipscoreParams
+    requires = ("clip_id", "frame_paths", "captions")
+    produces = ("clip_scores", "clip_score", "clip_emb")
+    uses_model = True
+    models = {"model": "clip"}
+
+    def process_batch(self, recs):
+        m, p = self.m["model"], self.p
+        res = m([{"frames": [str(self.ctx.work / f) for f in r["frame_paths"]],
+                  "texts": {k: r["captions"].get(k) for k in p.captions}} for r in recs])
+        out = []
+        for r, s in zip(recs, res):
+            scores = {k: round(float(v), 6) for k, v in s["scores"].items()}
+            score = next((scores[k] for k in p.select_on if k in scores), None)
+            r = {**r, "clip_scores": scores, "clip_score": score, "clip_emb": pack(s["image_emb"]),
+                 "models": {**(r.get("models") or {}), "clip_scores": m.name}}
+            if p.threshold is not None and (score is None or score < p.threshold):
+                out.append(Result.reject(r, "below_threshold", f"clip_score {score} < {p.threshold}", "drop",
+                                         clip_score=score, clip_scores=scores))
+            else:
+                out.append(Result.ok(r))
+        return out

@@ -1,0 +1,41 @@
+"""vcaption: the V caption, a vision-language model (Qwen2-VL / Qwen2.5-VL) on the clip's sampled frames.
+
+Makes raw_captions.V and models.V."""
+from __future__ import annotations
+
+from models.base import ModelSpec
+from pipeline.stage import Result, Stage, StageParams
+from stages import register
+
+
+class VcaptionParams(StageParams):
+    name: str = "vcaption"
+    batch_size: int = 8
+    # options: prompt, frame_size / max_pixels (resolution fed to the model), max_new_tokens (models/vision.py)
+    model: ModelSpec = ModelSpec(backend="transformers", model="tiny-qwen2-vl")
+
+
+@register
+class Vcaption(Stage):
+    name = "vcaption"
+    Params = VcaptionParams
+    requires = ("clip_id", "frame_paths")
+    produces = ("raw_captions",)
+    uses_model = True
+    models = {"model": "vcaption"}
+
+    def process_batch(self, recs):
+        m = self.m["model"]
+        caps = m([{"frames": [str(self.ctx.work / f) for f in r["frame_paths"]], "fps": r.get("fps")} for r in recs])
+        return [Result.ok(with_caption(r, "V", c, m.name)) for r, c in zip(recs, caps)]
+
+
+def with_caption(rec: dict, key: str, text: str | None, model: str, reason: str | None = None) -> dict:
+    """The record with raw caption `key` set, or its absence explained in reasons."""
+    rec = {**rec, "raw_captions": dict(rec.get("raw_captions") or {}), "reasons": dict(rec.get("reasons") or {}),
+           "models": dict(rec.get("models") or {})}
+    if text and text.strip():
+        rec["raw_captions"][key], rec["models"][key] = text.strip(), model
+    else:
+        rec["reasons"][key] = reason or "empty_caption"
+    return rec
