@@ -27,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-from models.base import TINY_MARKER, Adapter, ModelSpec, device, model_dir
+from models.base import TINY_MARKER, Adapter, device, model_dir
 
 SR = 16000
 TEMPS = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)
@@ -164,15 +164,6 @@ class FasterWhisper(Whisper):
             condition_on_previous_text=self.prev, max_new_tokens=self.max_tokens, vad_filter=False)
         segs = [seg(s.start, s.end, s.text, s.no_speech_prob, s.avg_logprob) for s in segs]
         return info.language, float(info.language_probability), segs
-
-
-BACKENDS = {c.backend: c for c in (OpenAIWhisper, FasterWhisper)}
-
-
-def adapter(spec: ModelSpec) -> Whisper:
-    if spec.backend not in BACKENDS:
-        raise ValueError(f"asr: unknown backend {spec.backend!r}; known: {sorted(BACKENDS)}")
-    return BACKENDS[spec.backend](spec)
 
 
 # ---- tiny random models and the packaged real base model -------------------------------------------------

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from whisper.tokenizer import LANGUAGES
 
-from models import asr
+from models import asr, build
 from models.base import ModelSpec
 from pipeline.samples import speak
 
@@ -42,7 +42,8 @@ def tiny_dir(tmp_path_factory):
 
 
 def loaded(backend, tiny_dir, **opts):
-    a = asr.adapter(ModelSpec(backend=backend, model=str(tiny_dir / BACKENDS[backend]), options={**FAST, **opts}))
+    spec = ModelSpec(backend=backend, model=str(tiny_dir / BACKENDS[backend]), options={**FAST, **opts})
+    a = build("asr", spec)
     a.load()
     return a
 
@@ -69,6 +70,15 @@ def test_speech_output_shape(backend, tiny_dir, clips):
 def test_forced_language(backend, tiny_dir, clips):
     [r] = loaded(backend, tiny_dir, language="de")([{"audio": clips / "speech.wav"}])
     assert (r["language"], r["language_prob"]) == ("de", 1.0)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_no_speech_rule(backend, tiny_dir, clips):
+    """A threshold every window passes: Whisper's no-speech rule drops all segments, the probability stays."""
+    a = loaded(backend, tiny_dir, language="en", no_speech_threshold=-1.0, logprob_threshold=None)
+    [r] = a([{"audio": clips / "speech.wav"}])
+    assert (r["reason"], r["text"], r["segments"]) == ("no_speech", "", [])
+    assert 0 <= r["no_speech_prob"] < 1  # the model's own value, not the 1.0 of an empty decode
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
