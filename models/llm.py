@@ -1,0 +1,158 @@
+"""LLM role ("llm"): chat messages in, generated text out, through vLLM or transformers.
+
+Both backends render each conversation with models/prompts.py (Vicuna-1.5's format by default, or the model's own
+chat template with options["chat_template"] = "model") and tokenize it with the model folder's tokenizer, so they
+feed the model the same token ids. Decoding is greedy unless options["temperature"] > 0.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from models.base import TINY_MARKER, Adapter, device
+from models.prompts import VICUNA_SYSTEM, render
+
+
+CPU_KV_CACHE = 1 << 30  # bytes of KV cache for vLLM on the CPU unless options set it
+
+
+class LLM(Adapter):
+    role = "llm"
+
+    def _setup(self) -> None:
+        o = self.spec.options
+        self.template = o.get("chat_template", "vicuna")
+        self.max_tokens = int(o.get("max_tokens", 256))
+        self.temperature = float(o.get("temperature", 0.0))
+
+    def encode(self, conversations: list[list[dict]]) -> list[list[int]]:
+        """Rendered, tokenized prompts; BOS is added once (a chat template may already start with it)."""
+        out = []
+        for msgs in conversations:
+            text = render(msgs, self.template, self.tok)
+            bos = self.tok.bos_token
+            out.append(self.tok.encode(text, add_special_tokens=not (bos and text.startswith(bos))))
+        return out
+
+
+class VllmLLM(LLM):
+    """vLLM's offline engine in this process; the whole batch goes to one generate() call."""
+    backend = "vllm"
+
+    def load(self) -> None:
+        from vllm import LLM as Engine, SamplingParams
+        self._setup()
+        o = self.spec.options
+        args = {k: o[k] for k in ("max_model_len", "gpu_memory_utilization", "dtype", "tensor_parallel_size",
+                                  "kv_cache_memory_bytes", "enforce_eager") if k in o}
+        if device(self.spec) == "cpu" and "gpu_memory_utilization" not in args:
+            # vLLM's CPU backend otherwise reserves gpu_memory_utilization (0.92) of the node's RAM for the KV cache
+            args.setdefault("kv_cache_memory_bytes", CPU_KV_CACHE)
+        self.llm = Engine(model=self.path, seed=int(o.get("seed", 0)), **args, **o.get("engine", {}))
+        self.sampling = SamplingParams(temperature=self.temperature, top_p=float(o.get("top_p", 1.0)),
+                                       max_tokens=self.max_tokens, seed=o.get("seed"))
+        self.tok = self.llm.get_tokenizer()
+
+    def __call__(self, conversations: list[list[dict]]) -> list[str]:
+        if not conversations:
+            return []
+        prompts = [{"prompt_token_ids": ids} for ids in self.encode(conversations)]
+        outs = self.llm.generate(prompts, self.sampling, use_tqdm=False)
+        return [o.outputs[0].text.strip() for o in outs]
+
+    def close(self) -> None:
+        """Stop the engine's processes now rather than at interpreter exit."""
+        self.llm.llm_engine.engine_core.shutdown()
+
+
+class TransformersLLM(LLM):
+    """AutoModelForCausalLM.generate on a left-padded batch."""
+    backend = "transformers"
+
+    def load(self) -> None:
+        import torch
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+        self._setup()
+        self.torch, self.dev = torch, device(self.spec)
+        hub = {"local_files_only": not self.spec.allow_hub}
+        self.tok = AutoTokenizer.from_pretrained(self.path, **hub)
+        self.tok.padding_side = "left"
+        if self.tok.pad_token is None:
+            self.tok.pad_token = self.tok.eos_token
+        dtype = getattr(torch, self.spec.options.get("dtype", "bfloat16" if self.dev == "cuda" else "float32"))
+        self.model = AutoModelForCausalLM.from_pretrained(self.path, dtype=dtype, **hub).to(self.dev).eval()
+
+    def __call__(self, conversations: list[list[dict]]) -> list[str]:
+        if not conversations:
+            return []
+        enc = self.tok.pad({"input_ids": self.encode(conversations)}, return_tensors="pt").to(self.dev)
+        sample = {"do_sample": True, "temperature": self.temperature} if self.temperature > 0 else {"do_sample": False}
+        with self.torch.inference_mode():
+            out = self.model.generate(**enc, max_new_tokens=self.max_tokens, pad_token_id=self.tok.pad_token_id,
+                                      **sample)
+        new = out[:, enc["input_ids"].shape[1]:]
+        return [t.strip() for t in self.tok.batch_decode(new, skip_special_tokens=True)]
+
+
+BACKENDS = {c.backend: c for c in (VllmLLM, TransformersLLM)}
+
+# A few hundred lines of English for the tiny tokenizer: the prompt templates and caption / transcript words.
+WORDS = ("a man woman child dog cat car bird person people group city street park room kitchen beach forest "
+         "river road house table window door stage crowd music song voice speech noise rain wind water light "
+         "night day morning red blue green white black small large old young happy loud quiet slowly quickly "
+         "walks runs talks sings plays drives sits stands holds opens looks cooks dances laughs speaks listens "
+         "video clip scene shot camera frame audio sound caption subtitle transcript translation language "
+         "english german french spanish chinese japanese hello thank you please yes no good morning evening "
+         "today tomorrow weather news game ball guitar piano drum phone book food bread coffee tea").split()
+
+
+def corpus() -> list[str]:
+    import random
+    rng = random.Random(0)
+    lines = [VICUNA_SYSTEM, "USER: ASSISTANT: SYSTEM:", "<transcript> </transcript>",
+             "You translate transcripts into English. Answer with the English translation only.",
+             "Describe the video in detail: the scene, the objects, the actions, the sounds and the speech."]
+    for _ in range(400):
+        lines.append(" ".join(rng.choice(WORDS) for _ in range(rng.randint(4, 14))).capitalize() + ".")
+    return lines
+
+
+# The tiny model's own chat template (for chat_template: model): a Llama-2-like layout.
+TINY_TEMPLATE = ("{{ bos_token }}{% for m in messages %}[{{ m['role'] }}] {{ m['content'] }}"
+                 "{% if m['role'] == 'assistant' %}{{ eos_token }}{% endif %}{{ '\\n' }}{% endfor %}"
+                 "{% if add_generation_prompt %}[assistant]{% endif %}")
+
+
+def tokenizer():
+    """Byte-level BPE (any text round-trips), trained here on corpus(), Llama's special tokens."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+    from transformers import PreTrainedTokenizerFast
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    tok.train_from_iterator(corpus(), trainers.BpeTrainer(
+        vocab_size=768, special_tokens=["<unk>", "<s>", "</s>", "<pad>"],
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
+    tok.post_processor = processors.TemplateProcessing(single="<s> $A", pair="<s> $A <s> $B",
+                                                       special_tokens=[("<s>", 1)])
+    return PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<s>", eos_token="</s>", unk_token="<unk>",
+                                   pad_token="<pad>", chat_template=TINY_TEMPLATE)
+
+
+def tiny(dest: Path) -> None:
+    """A tiny random Llama with a locally trained tokenizer, in dest/tiny-llama.
+
+    2 layers, hidden 64, head_dim 32: vLLM's CPU attention supports head sizes of 32 and up.
+    """
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+    out = Path(dest) / "tiny-llama"
+    tok = tokenizer()
+    ids = tok.convert_tokens_to_ids
+    cfg = LlamaConfig(vocab_size=len(tok), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                      num_attention_heads=2, num_key_value_heads=1, max_position_embeddings=2048,
+                      bos_token_id=ids("<s>"), eos_token_id=ids("</s>"), pad_token_id=ids("<pad>"))
+    torch.manual_seed(0)
+    LlamaForCausalLM(cfg).save_pretrained(out)
+    tok.save_pretrained(out)
+    (out / TINY_MARKER).write_text(json.dumps({"arch": "llama"}))
