@@ -14,12 +14,12 @@ export MVID_MODEL_DIR ?= $(CURDIR)/models-tiny
 
 setup: $(VENV)/.ok
 
-$(VENV)/.ok: requirements.lock pyproject.toml
+$(VENV)/.ok: requirements.lock overrides.txt pyproject.toml
 	@command -v ffmpeg >/dev/null && command -v espeak-ng >/dev/null || \
 	  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq ffmpeg espeak-ng >/dev/null; }
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/python -m pip install -q uv==0.13.9
-	$(UV) pip install -q --python $(BIN)/python $(WHEELS) -r requirements.lock
+	$(UV) pip install -q --python $(BIN)/python $(WHEELS) --overrides overrides.txt -r requirements.lock
 	$(UV) pip install -q --python $(BIN)/python --no-deps -e .
 	touch $@
 
@@ -41,7 +41,7 @@ test: setup
 	$(BIN)/python -m pytest -q tests
 
 lock:
-	$(UV) pip compile requirements.in $(WHEELS) --python-version 3.11 --no-header -o requirements.lock
+	$(UV) pip compile requirements.in --overrides overrides.txt $(WHEELS) --python-version 3.11 --no-header -o requirements.lock
 
 bench: setup
 	$(BIN)/python bench/split.py
