@@ -39,7 +39,8 @@ class RayExecutor:
             address = address or os.environ.get("RAY_ADDRESS")
             kw = {} if address else {"num_cpus": num_cpus, "include_dashboard": False,
                                      "object_store_memory": object_store_mb and object_store_mb * 2**20}
-            ray.init(address=address, runtime_env={"env_vars": env}, log_to_driver=True,
+            # "local": without an address Ray would join any cluster running on this machine.
+            ray.init(address=address or "local", runtime_env={"env_vars": env}, log_to_driver=True,
                      logging_level="WARNING", **kw)
         ctx = ray.data.DataContext.get_current()
         ctx.enable_progress_bars = True
