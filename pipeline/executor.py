@@ -71,8 +71,10 @@ class RayExecutor:
             if res.custom:
                 kw["resources"] = res.custom
             if cls.uses_model:
+                n = res.actors  # a fixed pool, or (min, max) that Ray Data autoscales by backlog
+                size = {"size": n} if isinstance(n, int) else {"min_size": n[0], "max_size": n[1]}
                 ds = ds.map_batches(RayRunner, fn_constructor_args=(p.name, p.model_dump(), ctx, force),
-                                    concurrency=res.actors, **kw)
+                                    compute=rd.ActorPoolStrategy(**size), **kw)
             else:
                 ds = ds.map_batches(ray_task, fn_kwargs={"stage_name": p.name, "params": p.model_dump(),
                                                          "ctx": ctx, "force": force}, **kw)

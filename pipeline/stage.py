@@ -5,7 +5,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, PositiveInt, field_validator
 
 
 class Resources(BaseModel):
@@ -13,9 +13,23 @@ class Resources(BaseModel):
     cpus: float = Field(1.0, ge=0)
     gpus: float = Field(0.0, ge=0)
     # Actor pool size for model stages: a fixed count or (min, max) for autoscaling.
-    actors: int | tuple[int, int] = 1
+    actors: PositiveInt | tuple[PositiveInt, PositiveInt] = 1
     # Extra Ray custom resources, e.g. {"accel": 1} to pin a stage to some nodes.
     custom: dict[str, float] = {}
+
+    @field_validator("actors")
+    @classmethod
+    def _bounds(cls, v):
+        if isinstance(v, tuple) and v[0] > v[1]:
+            raise ValueError(f"actors [min, max] needs min <= max, got {list(v)}")
+        return v
+
+    @field_validator("gpus")
+    @classmethod
+    def _whole(cls, v):
+        if v > 1 and v != int(v):
+            raise ValueError(f"Ray shares a GPU in fractions up to 1; above 1 it needs whole GPUs, got {v}")
+        return v
 
 
 class StageParams(BaseModel):

@@ -29,6 +29,9 @@ def test_override_sets_stage_param():
     ("stages.split.min_clip_s=6", "stages[1] (split): Value error, min_clip_s (6.0) must be at most"),
     ("colour=blue", "colour: Extra inputs are not permitted"),
     ("ray.num_cpus=0", "ray.num_cpus"),
+    ("stages.split.resources.actors=[4,2]", "actors [min, max] needs min <= max"),
+    ("stages.split.resources.actors=0", "resources.actors"),
+    ("stages.split.resources.gpus=1.5", "above 1 it needs whole GPUs"),
     ("stages.nosuch.x=1", "no stage 'nosuch'"),
     ("threshold", "expected KEY=VALUE"),
 ])
