@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 
 from pipeline.config import Config, ConfigError
 from pipeline.inputs import discover
+from pipeline.runner import log_time
 from pipeline.stage import Ctx, Stage, reject_of
 from pipeline.store import Store, atomic_write, digest
 from schemas import shard as S
@@ -122,5 +123,7 @@ class Pipeline:
 
 def _write_shard(params: dict, ctx: Ctx, index: int, recs: list[dict]) -> dict:
     from stages import REGISTRY
-    cls = REGISTRY[params["name"]]
-    return cls(cls.Params(**params), ctx).write(index, recs)
+    cls, t = REGISTRY[params["name"]], time.perf_counter()
+    part = cls(cls.Params(**params), ctx).write(index, recs)
+    log_time(ctx, params["name"], [r["clip_id"] for r in recs], time.perf_counter() - t)
+    return part

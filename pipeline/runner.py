@@ -3,6 +3,9 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import sys
+import time
 import traceback
 
 import numpy as np
@@ -21,6 +24,17 @@ def error_code(e: BaseException) -> str:
     return "exception_" + type(e).__name__
 
 
+def log_time(ctx: Ctx, stage: str, keys: list[str], seconds: float, what: str = "batch") -> None:
+    """Append where and how long a stage ran to work/timings/<stage>/, one file per process (bench/pipeline.py
+    and tests/test_cluster.py read them). Kept out of the stage outputs, which must not change between runs."""
+    ray = sys.modules.get("ray")
+    node = ray.get_runtime_context().get_node_id() if ray and ray.is_initialized() else "local"
+    d = ctx.work / "timings" / stage
+    d.mkdir(parents=True, exist_ok=True)
+    with open(d / f"{node[:12]}-{os.getpid()}.jsonl", "a") as f:
+        f.write(json.dumps({"what": what, "node": node, "keys": keys, "seconds": round(seconds, 4)}) + "\n")
+
+
 class Runner:
     """Wraps a stage for streaming: `process(recs) -> recs`. Loads the stage's models once."""
 
@@ -31,28 +45,34 @@ class Runner:
         self.store = Store(ctx.work, stage_name)
         self.fp = self.stage.fingerprint()
         self.force = force
+        t = time.perf_counter()
         self.stage.setup()
+        log_time(ctx, stage_name, [], time.perf_counter() - t, "setup")
 
     def process(self, recs: list[dict]) -> list[dict]:
         st = self.stage
         keyed = [(r[st.key], digest([self.fp, r]), r) for r in recs]
         done = {} if self.force else {k: self.store.get(k) for k, _, _ in keyed}
         todo = [(k, h, r) for k, h, r in keyed if not (done.get(k) and done[k]["input_hash"] == h)]
+        t = time.perf_counter()
         for (k, h, r), res in zip(todo, self.run([r for _, _, r in todo])):
             for rej in res.rejects:
                 rej["stage"] = st.name
             self.store.put(k, h, res.records, res.rejects)
             done[k] = {"records": res.records}
+        if todo:
+            log_time(st.ctx, st.name, [k for k, _, _ in todo], time.perf_counter() - t)
         return [out for k, _, _ in keyed for out in done[k]["records"]]
 
     def process_all(self, recs: list[dict]) -> list[dict]:
         """Barrier stages: one call over every record (a global top-N), persisted per key as usual."""
-        out = []
+        out, t = [], time.perf_counter()
         for r, res in zip(recs, self.stage.process_all(recs)):
             for rej in res.rejects:
                 rej["stage"] = self.stage.name
             self.store.put(r[self.stage.key], digest([self.fp, r]), res.records, res.rejects)
             out += res.records
+        log_time(self.stage.ctx, self.stage.name, [r[self.stage.key] for r in recs], time.perf_counter() - t)
         return out
 
     def run(self, recs: list[dict]) -> list[Result]:
