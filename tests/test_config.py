@@ -59,3 +59,19 @@ def test_cli_reports_bad_config_without_traceback(mvid):
     assert p.returncode == 2
     assert "mvid: error:" in p.stderr and "threshold" in p.stderr
     assert "Traceback" not in p.stderr
+
+
+def test_production_fits_an_8_gpu_node():
+    """Every pool's minimum starts on one node (8 GPUs, 192 vCPUs); GPU shares pack whole GPUs; a vLLM actor
+    reserves no more GPU memory than its share."""
+    from models.base import ModelSpec
+    stages = config.load("production").stages
+    low = [(s, s.resources.actors if isinstance(s.resources.actors, int) else s.resources.actors[0]) for s in stages]
+    assert sum(s.resources.gpus * n for s, n in low) <= 8
+    assert sum(s.resources.cpus * n for s, n in low if s.resources.gpus) <= 192
+    for s in stages:
+        g = s.resources.gpus
+        assert not g or (1 / g).is_integer(), (s.name, g)
+        for spec in (v for _, v in s if isinstance(v, ModelSpec) and v.backend == "vllm"):
+            o = spec.options
+            assert o.get("gpu_memory_utilization", o.get("engine", {}).get("gpu_memory_utilization", 0.9)) <= g, s.name
