@@ -10,7 +10,7 @@ RAY_ADDRESS ?=
 ARGS    ?=
 export MVID_MODEL_DIR ?= $(CURDIR)/models-tiny
 
-.PHONY: setup pipeline test samples tiny lock bench clean
+.PHONY: setup pipeline test samples tiny lock lock-gpu bench clean
 
 setup: $(VENV)/.ok
 
@@ -42,6 +42,11 @@ test: setup
 
 lock:
 	$(UV) pip compile requirements.in --overrides overrides.txt $(WHEELS) --python-version 3.11 --no-header -o requirements.lock
+
+# The GPU image's lock (docker/Dockerfile): CUDA torch and vllm from PyPI, for the Ray image's Linux and Python.
+lock-gpu:
+	$(UV) pip compile docker/requirements-gpu.in --overrides docker/overrides-gpu.txt --python-version 3.11 \
+	  --python-platform x86_64-manylinux_2_28 --no-header -o docker/requirements-gpu.lock
 
 bench: setup
 	$(BIN)/python bench/split.py
