@@ -26,7 +26,7 @@ def read_wav(path: str | Path) -> np.ndarray:
         if (w.getframerate(), w.getnchannels(), w.getsampwidth()) == (SR, 1, 2):
             return np.frombuffer(w.readframes(w.getnframes()), "<i2").astype(np.float32) / 32768
     raw = subprocess.run(["ffmpeg", "-nostdin", "-loglevel", "error", "-i", str(path), "-f", "s16le", "-ac", "1",
-                          "-ar", str(SR), "-"], check=True, capture_output=True).stdout
+                          "-ar", str(SR), "-"], check=True, capture_output=True, timeout=600).stdout
     return np.frombuffer(raw, "<i2").astype(np.float32) / 32768
 
 

@@ -2,7 +2,9 @@
 from __future__ import annotations
 
 import json
+import os
 import queue
+import re
 import subprocess
 import tempfile
 import threading
@@ -14,9 +16,11 @@ import numpy as np
 
 from pipeline.stage import StageError
 
-# Playlists (hls), concat lists and other demuxers that open further URLs are refused.
-DEMUXERS = "mov,mp4,m4a,3gp,3g2,mj2,matroska,webm,avi,flv,mpegts,mpeg,asf,ogg,wav,image2,png_pipe,mjpeg,gif"
+# Playlists (hls), concat lists, images and other demuxers that open further URLs are refused.
+DEMUXERS = "mov,mp4,m4a,3gp,3g2,mj2,matroska,webm,avi,flv,mpegts,mpeg,asf,ogg,wav,gif"
 SAFE = ["-protocol_whitelist", "file", "-format_whitelist", DEMUXERS]
+REFUSED = re.compile(r"\[(\S+) @ 0x[0-9a-f]+\] Format not on whitelist")
+NOISE = re.compile(r"\[[^\]\n]* @ 0x[0-9a-f]+\] |file:/.*?: ")  # "[mov,mp4 @ 0x55..] ", "file:/in.mp4: "
 
 
 def src(path: str | Path) -> str:
@@ -24,26 +28,51 @@ def src(path: str | Path) -> str:
     return "file:" + str(Path(path).resolve())
 
 
-def _fail(code: str, cmd: list[str], err: bytes) -> StageError:
-    lines = err.decode(errors="replace").strip().splitlines()
-    return StageError(code, f"{cmd[0]}: {lines[-1] if lines else 'failed without message'}")
+def _tail(f, n: int = 4096) -> str:
+    """The end of a stderr file: a hostile input can make ffmpeg log without bound."""
+    f.seek(max(0, os.fstat(f.fileno()).st_size - n))
+    return f.read().decode(errors="replace")
 
 
-def run(args: list[str], timeout: float, cmd: str = "ffmpeg") -> bytes:
+def _fail(code: str, err: str) -> StageError:
+    if m := REFUSED.search(err):
+        fmt = m.group(1)
+        if fmt.endswith("_pipe") or fmt.startswith("image"):
+            return StageError("not_a_video", f"an image ({fmt.removesuffix('_pipe')}), not a video")
+        return StageError("unsupported_format", f"{fmt} refused: only local media files are read, never "
+                                                f"playlists, concat lists or anything that opens other files or URLs")
+    lines = [NOISE.sub("", x).strip() for x in err.splitlines()]
+    return StageError(code, "; ".join(dict.fromkeys(x for x in lines[-3:] if x)) or "failed without message")
+
+
+def run(args: list[str], timeout: float, cmd: str = "ffmpeg", code: str | None = None) -> bytes:
+    """Run ffmpeg or ffprobe; a failure is a StageError with `code` (default <cmd>_failed) and the last errors."""
     full = [cmd, "-nostdin", "-hide_banner", "-loglevel", "error", *args] if cmd == "ffmpeg" else [cmd, *args]
-    try:
-        p = subprocess.run(full, capture_output=True, timeout=timeout)
-    except subprocess.TimeoutExpired:
-        raise StageError(f"{cmd}_timeout", f"{cmd} took longer than {timeout:.0f}s") from None
-    if p.returncode:
-        raise _fail(f"{cmd}_failed", full, p.stderr)
+    with tempfile.TemporaryFile() as err:
+        try:
+            p = subprocess.run(full, stdout=subprocess.PIPE, stderr=err, timeout=timeout)
+        except subprocess.TimeoutExpired:
+            raise StageError(f"{cmd}_timeout", f"{cmd} took longer than {timeout:.0f}s") from None
+        if p.returncode:
+            raise _fail(code or f"{cmd}_failed", _tail(err))
     return p.stdout
 
 
 def probe(path: str | Path, timeout: float) -> dict:
+    if Path(path).stat().st_size == 0:
+        raise StageError("empty_file", "the file is empty (0 bytes)")
     out = run(["-v", "error", *SAFE, "-print_format", "json", "-show_format", "-show_streams", src(path)],
-              timeout, cmd="ffprobe")
+              timeout, cmd="ffprobe", code="unreadable")
     return json.loads(out)
+
+
+def end_time(path: str | Path, start: float, stop: float, timeout: float) -> float:
+    """Where the packets read between the timestamps start and stop end: short of the declared duration when
+    the file is truncated. Reads about two seconds (one GOP more after a seek), not the whole file."""
+    out = run(["-v", "error", *SAFE, "-read_intervals", f"{start:.3f}%{stop:.3f}", "-show_entries",
+               "packet=pts_time,duration_time", "-of", "csv=p=0", src(path)], timeout, cmd="ffprobe")
+    ends = [sum(float(x) for x in line.split(",") if x not in ("", "N/A")) for line in out.decode().split()]
+    return max(ends, default=0.0)
 
 
 def rate(text: str | None) -> float:
@@ -94,5 +123,4 @@ def frames(path: str | Path, size: tuple[int, int], timeout: float, duration: fl
     if fired.is_set():
         raise StageError("ffmpeg_timeout", f"decoding took longer than {timeout:.0f}s")
     if rc:
-        err.seek(0)
-        raise _fail("decode_failed", cmd, err.read())
+        raise _fail("decode_failed", _tail(err))

@@ -71,7 +71,8 @@ class Extract(Stage):
         n = rec["end_frame"] - rec["start_frame"]
         sel = "+".join(f"eq(n\\,{i})" for i in uniform(n, p.frames))
         s = p.frame_size
-        ffmpeg.run(["-i", str(clip), "-vf", f"select='{sel}',scale='if(gt(iw,ih),-2,{s})':'if(gt(iw,ih),{s},-2)'",
+        ffmpeg.run([*ffmpeg.SAFE, "-i", ffmpeg.src(clip),
+                    "-vf", f"select='{sel}',scale='if(gt(iw,ih),-2,{s})':'if(gt(iw,ih),{s},-2)'",
                     "-fps_mode", "passthrough", "-q:v", "3", *BITEXACT, str(fdir / "%02d.jpg")], p.timeout_s)
         frames = sorted(fdir.glob("*.jpg"))
         if not frames:

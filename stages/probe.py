@@ -1,4 +1,5 @@
-"""probe: ffprobe metadata per video; unreadable, audio-only, oversized or overlong files are rejected here."""
+"""probe: ffprobe metadata per video; empty, unreadable, truncated, audio-only, image, playlist, oversized or
+overlong files are rejected here, before anything decodes them."""
 from __future__ import annotations
 
 from pydantic import Field
@@ -34,7 +35,8 @@ def summarize(info: dict) -> dict:
         "width": int(v.get("width") or 0), "height": int(v.get("height") or 0), "rotation": rotation,
         "fps": ffmpeg.rate(v.get("r_frame_rate")) or ffmpeg.rate(v.get("avg_frame_rate")),
         "avg_fps": ffmpeg.rate(v.get("avg_frame_rate")), "vcodec": v.get("codec_name"),
-        "pix_fmt": v.get("pix_fmt"), "acodec": a.get("codec_name") if a else None,
+        "start_time": float(fmt.get("start_time") or 0),
+        "pix_fmt": v.get("pix_fmt"), "acodec": (a.get("codec_name") or "unknown") if a else None,
         "sample_rate": int(a.get("sample_rate") or 0) if a else None,
     }
 
@@ -67,4 +69,12 @@ class Probe(Stage):
             if p.long_videos == "refuse":
                 return Result.reject(rec, "too_long", f"{info['duration']:.0f}s > max_duration_s={p.max_duration_s:.0f}")
             info["capped_at"] = p.max_duration_s
+        # A file cut short still declares its full duration: read the packets around the end that will be used.
+        need, t0 = info.get("capped_at", info["duration"]), info["start_time"]
+        try:
+            end = ffmpeg.end_time(rec["path"], t0 + max(0.0, need - 1), t0 + need + 1, p.timeout_s) - t0
+        except StageError as e:
+            return Result.reject(rec, e.code, e.message)
+        if end < need - max(0.5, 0.05 * need):
+            return Result.reject(rec, "truncated", f"the data ends at {end:.2f}s of the {need:.2f}s declared")
         return Result.ok({**rec, "probe": info, "has_audio": info["acodec"] is not None})
