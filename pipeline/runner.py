@@ -19,7 +19,7 @@ log = logging.getLogger("mvid")
 def error_code(e: BaseException) -> str:
     if isinstance(e, StageError):
         return e.code
-    if isinstance(e, MemoryError) or "out of memory" in str(e).lower():
+    if isinstance(e, MemoryError) or type(e).__name__ == "OutOfMemoryError" or "out of memory" in str(e).lower():
         return "oom"
     return "exception_" + type(e).__name__
 
@@ -89,14 +89,15 @@ class Runner:
             assert len(out) == len(recs), f"{self.stage.name} returned {len(out)} results for {len(recs)} inputs"
             return out
         except Exception as e:  # noqa: BLE001 - every failure becomes a record, never a crash
-            if len(recs) > 1:
-                mid = len(recs) // 2
-                return self.run(recs[:mid]) + self.run(recs[mid:])
-            msg = e.message if isinstance(e, StageError) else f"{type(e).__name__}: {e}"
-            if not isinstance(e, StageError):
-                log.warning("%s failed on %s: %s", self.stage.name, recs[0].get(self.stage.key), msg)
-            trace = None if isinstance(e, StageError) else traceback.format_exc(limit=4)[-2000:]
-            return [Result(rejects=[reject_of(recs[0], error_code(e), msg[:1000], trace=trace)])]
+            if len(recs) == 1:
+                msg = e.message if isinstance(e, StageError) else f"{type(e).__name__}: {e}"
+                if not isinstance(e, StageError):
+                    log.warning("%s failed on %s: %s", self.stage.name, recs[0].get(self.stage.key), msg)
+                trace = None if isinstance(e, StageError) else traceback.format_exc(limit=4)[-2000:]
+                return [Result(rejects=[reject_of(recs[0], error_code(e), msg[:1000], trace=trace)])]
+        # Retried outside the except block: the exception's frames (and the failed batch's tensors) are freed.
+        mid = len(recs) // 2
+        return self.run(recs[:mid]) + self.run(recs[mid:])
 
 
 class RayRunner(Runner):
