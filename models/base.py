@@ -25,6 +25,10 @@ class ModelMissing(RuntimeError):
     pass
 
 
+class ModelLoadError(ModelMissing):
+    """A model's files are there but do not load: names the role, the path and what was expected."""
+
+
 def model_dir() -> Path:
     return Path(os.environ.get("MVID_MODEL_DIR", "models-tiny")).expanduser()
 
@@ -66,6 +70,19 @@ class Adapter:
         if marker.exists():
             return "tiny-random/" + json.loads(marker.read_text())["arch"]
         return self.spec.model
+
+    def check(self) -> None:
+        """A cheap look at the resolved files before any video is touched; load() does the real work."""
+        p = Path(self.path)
+        problem = ("is an empty file" if p.is_file() and not p.stat().st_size else
+                   "is an empty folder" if p.is_dir() and not any(p.iterdir()) else None)
+        if not problem and (p / "config.json").is_file():
+            try:
+                json.loads((p / "config.json").read_text())
+            except ValueError as e:
+                problem = f"has a config.json that is not valid JSON ({e})"
+        if problem:
+            raise ModelLoadError(f"role '{self.role}' ({self.spec.backend}): {p} {problem}; expected {self.files}")
 
     def load(self) -> None:
         raise NotImplementedError

@@ -167,10 +167,11 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO if a.verbose else logging.WARNING, format="mvid: %(message)s")
     from models.base import ModelMissing
     from pipeline.config import ConfigError
+    from pipeline.dag import RunError
     from pipeline.inputs import InputError
     try:
         return a.fn(a)
-    except (ConfigError, InputError, ModelMissing, FileNotFoundError) as e:
+    except (ConfigError, InputError, ModelMissing, RunError, FileNotFoundError) as e:
         print(f"mvid: error: {e}", file=sys.stderr)
         return 2
 

@@ -3,10 +3,12 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import time
 from collections import Counter
 from dataclasses import dataclass, field
 
+from models.base import ModelLoadError
 from pipeline.config import Config, ConfigError
 from pipeline.inputs import discover
 from pipeline.runner import log_time
@@ -18,6 +20,10 @@ from stages import REGISTRY
 log = logging.getLogger("mvid")
 
 
+class RunError(RuntimeError):
+    """A run-level failure that no per-item record can hold (the shards cannot be written): one line, no trace."""
+
+
 @dataclass
 class Summary:
     videos: int = 0
@@ -26,13 +32,17 @@ class Summary:
     failures: Counter = field(default_factory=Counter)
     drops: Counter = field(default_factory=Counter)
     seconds: float = 0.0
+    failed: list[dict] = field(default_factory=list)  # the failure records of kind error
 
-    def text(self) -> str:
+    def text(self, show: int = 20) -> str:
         lines = [f"videos in: {self.videos}   clips out: {self.clips}   shards: {self.shards}   "
                  f"wall time: {self.seconds:.1f}s"]
         for title, c in (("failures", self.failures), ("dropped by policy", self.drops)):
             if c:
                 lines.append(f"{title}: " + ", ".join(f"{k}={v}" for k, v in sorted(c.items())))
+        lines += [f"  [{j['stage']}] {j['code']}: {j['path']}: {j['message']}" for j in self.failed[:show]]
+        if len(self.failed) > show:
+            lines.append(f"  ... {len(self.failed) - show} more in {S.FAILURES}")
         return "\n".join(lines)
 
 
@@ -58,7 +68,7 @@ class Pipeline:
         self.preflight()
         recs, missing = self.inputs()
         log.info("%d videos from %s", len(recs), self.cfg.input)
-        ex.stream([s.p for s in self.stream], recs, self.ctx)
+        _stream(ex, [s.p for s in self.stream], recs, self.ctx)
         return self.write(ex, recs, missing, t)
 
     def rerun(self, ex, name: str, select: str = "missing", ids: list[str] | None = None) -> int:
@@ -83,7 +93,7 @@ class Pipeline:
         elif select == "failed":
             recs = [r for r in recs if any(j["kind"] == "error" for j in (store.get(r[st.key]) or {}).get("rejects", []))]
         log.info("rerunning %s on %d items", name, len(recs))
-        return ex.stream([st.p], recs, self.ctx, force=select != "missing" or bool(ids))
+        return _stream(ex, [st.p], recs, self.ctx, force=select != "missing" or bool(ids))
 
     def outputs(self, st: Stage, recs: list[dict]) -> tuple[list[dict], list[dict]]:
         """What a stage persisted for these inputs; a missing or stale entry becomes a reject."""
@@ -109,16 +119,35 @@ class Pipeline:
         sink = self.sink
         byid = {r["clip_id"]: r for r in recs}
         plan = sink.plan({k: r["media_bytes"] for k, r in byid.items()})
-        parts = ex.map(_write_shard, [(sink.p.model_dump(), self.ctx, i, [byid[k] for k in keys])
-                                      for i, keys in enumerate(plan)])
+        # Shards are replaced in place: the old manifest goes first, so that no manifest lists a shard whose
+        # bytes it does not describe, and the new one comes last.
+        (self.ctx.out / S.MANIFEST).unlink(missing_ok=True)
         errors = Counter(j["code"] for j in rejects if j["kind"] == "error")
         drops = Counter(j["code"] for j in rejects if j["kind"] != "error")
         rows = sorted((json.dumps(j, sort_keys=True) for j in rejects))
-        self.ctx.out.mkdir(parents=True, exist_ok=True)
-        atomic_write(self.ctx.out / S.FAILURES, "".join(r + "\n" for r in rows).encode())
-        sink.finish(parts, errors + drops)
+        try:
+            parts = ex.map(_write_shard, [(sink.p.model_dump(), self.ctx, i, [byid[k] for k in keys])
+                                          for i, keys in enumerate(plan)])
+            atomic_write(self.ctx.out / S.FAILURES, "".join(r + "\n" for r in rows).encode())
+            sink.finish(parts, errors + drops)
+        except OSError as e:  # disk full, a failing mount; through Ray the OSError is the task error's cause
+            raise RunError(f"writing the output failed ({getattr(e, 'cause', e)}); no manifest lists a partial "
+                           f"shard. Run `mvid run` again once {self.ctx.out} is writable.") from None
+        failed = sorted((j for j in rejects if j["kind"] == "error"), key=lambda j: (str(j["path"]), j["stage"]))
         return Summary(videos=videos, clips=len(recs), shards=len(plan), failures=errors, drops=drops,
-                       seconds=time.time() - t0)
+                       seconds=time.time() - t0, failed=failed)
+
+
+def _stream(ex, stages, recs, ctx, force=False) -> int:
+    """ex.stream, with a model that fails to load in a Ray actor reported as the one line it raised."""
+    try:
+        return ex.stream(stages, recs, ctx, force)
+    except ModelLoadError:
+        raise
+    except Exception as e:  # noqa: BLE001 - Ray keeps only the text of an actor's constructor error
+        if m := re.search(r"ModelLoadError: (.+)", str(e)):
+            raise ModelLoadError(m.group(1).strip()) from None
+        raise
 
 
 def _write_shard(params: dict, ctx: Ctx, index: int, recs: list[dict]) -> dict:

@@ -104,14 +104,21 @@ class Stage:
         return {f: build(role, getattr(self.p, f)) for f, role in self.models.items()}
 
     def preflight(self) -> None:
-        """Cheap checks on the driver before any video is touched: every model's files resolve."""
-        self.adapters()
+        """Cheap checks on the driver before any video is touched: every model's files resolve and look sane."""
+        for a in self.adapters().values():
+            a.check()
 
     def setup(self) -> None:
         """Load models once per actor: self.m[field] is the loaded adapter."""
+        from models.base import ModelLoadError
         self.m = self.adapters()
         for a in self.m.values():
-            a.load()
+            try:
+                a.load()
+            except Exception as e:  # noqa: BLE001 - one line that names the role, the path and what was expected
+                cause = " ".join(f"{type(e).__name__}: {e}".split())[:500]
+                raise ModelLoadError(f"stage {self.name}: role '{a.role}' ({a.spec.backend}) could not load "
+                                     f"{a.path}: {cause}; expected {a.files}") from None
 
     def process_batch(self, recs: list[dict]) -> list[Result]:
         """One Result per input record, in order."""
