@@ -1,5 +1,8 @@
+import json
+import re
 import subprocess
 import sys
+import tarfile
 from pathlib import Path
 
 import pytest
@@ -38,3 +41,47 @@ def mvid():
             raise AssertionError(f"mvid {' '.join(map(str, args))} exited {p.returncode}:\n{p.stdout}\n{p.stderr}")
         return p
     return run
+
+
+KEY = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_-]*")
+
+
+def check_invariants(out: Path, inputs: list, work: Path | None = None) -> tuple[dict, list]:
+    """What every run must leave, whatever went wrong: the manifest's shards verify; every input is in the
+    shards or in the failure records, and no video that failed as a whole is also in the shards; no key twice,
+    no failure record twice; keys and member names stay inside the output folder. With `work`, every clip that
+    split made is exactly once in the shards or in the failure records. Returns (samples by key, failures)."""
+    from pipeline.inspect import manifest, verify
+    from schemas import shard as S
+    assert verify(out) == []
+    samples = {}
+    for s in manifest(out).shards:
+        with tarfile.open(out / s.name) as tar:
+            for m in tar:
+                key, _, ext = m.name.partition(".")
+                assert m.isfile() and KEY.fullmatch(key) and "/" not in m.name and ".." not in m.name, m.name
+                if ext == "json":
+                    assert key not in samples, f"{key} twice in the shards"
+                    samples[key] = json.load(tar.extractfile(m))
+    assert len(samples) == manifest(out).samples
+    rows = (out / S.FAILURES).read_text().splitlines()
+    assert len(rows) == len(set(rows)), "a failure record twice"
+    fails = [json.loads(r) for r in rows]
+    assert all(f["path"] and f["stage"] and f["code"] and f["message"] for f in fails)
+    shipped = {x["path"] for x in samples.values()}
+    whole = {f["path"] for f in fails if f["kind"] == "error" and f["id"] == f["video_id"]}
+    assert not shipped & whole, f"failed and shipped: {shipped & whole}"
+    assert not {f["id"] for f in fails} & set(samples), "a clip both shipped and failed"
+    assert shipped | {f["path"] for f in fails} == {str(Path(p).resolve()) for p in inputs}
+    if work:
+        made = [r["clip_id"] for p in (work / "stages/split").glob("*/*.json")
+                for r in json.loads(p.read_text())["records"]]
+        failed = {f["id"] for f in fails}
+        assert len(made) == len(set(made)) and set(made) == set(samples) | (failed & set(made))
+    return samples, fails
+
+
+@pytest.fixture(scope="session")
+def invariants():
+    """check_invariants, for tests that break runs on purpose (tests/test_reliability.py)."""
+    return check_invariants

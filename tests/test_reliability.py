@@ -1,0 +1,378 @@
+"""Bad inputs, hostile files and faults lose nothing and reach nothing.
+
+The corpus is made here with ffmpeg and a few lines of Python (no committed binaries) and runs through the real
+`mvid run` on a local Ray, with a cheap recipe (probe, split, extract, shard). While it runs, the split actor is
+killed with SIGKILL and a loopback HTTP server counts the requests the hostile playlists could make. A killed
+driver is covered by tests/test_e2e.py::test_resume_after_killed_driver_equals_uninterrupted, LLM prompt
+injection by tests/test_fuse.py."""
+import errno
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, HTTPServer
+from pathlib import Path
+
+import psutil
+import pytest
+
+from pipeline.config import load
+from pipeline.dag import Pipeline, RunError
+from pipeline.executor import LocalExecutor
+from pipeline.runner import Runner
+from pipeline.stage import Ctx
+from schemas import shard as S
+
+ROOT = Path(__file__).resolve().parents[1]
+RECIPE = """
+input: {root}/in.jsonl
+work_dir: {root}/work
+output_dir: {root}/out
+ray: {{num_cpus: 2, object_store_mb: 128}}
+stages:
+  - name: probe
+    batch_size: 4
+    max_duration_s: 4
+    long_videos: {long}
+    max_pixels: 100000
+    resources: {{cpus: 0.25}}
+  - name: split
+    min_clip_s: 0.5
+    resources: {{cpus: 1, actors: 1}}
+  - name: extract
+    frames: 2
+    frame_size: 32
+    resources: {{cpus: 1}}
+  - name: shard
+    target_mb: 0.05
+"""
+ODD_NAME = "-a name with 'quotes\", ünïcödé 視頻 and.dots.mp4"  # a leading '-', spaces, quotes, unicode, dots
+
+
+def ff(*args) -> None:
+    subprocess.run(["ffmpeg", "-nostdin", "-hide_banner", "-loglevel", "error", "-y", *map(str, args)], check=True,
+                   timeout=60)
+
+
+def video(path: Path, d: float = 2, size: str = "64x36", audio: bool = True, *extra) -> Path:
+    a = ["-f", "lavfi", "-i", f"sine=f=440:d={d}", "-c:a", "aac", "-shortest"] if audio else []
+    ff("-f", "lavfi", "-i", f"testsrc2=s={size}:r=25:d={d}", *a, "-c:v", "libx264", "-preset", "ultrafast",
+       "-pix_fmt", "yuv420p", *extra, path)
+    return path
+
+
+def patched(src: Path, dest: Path, *swaps: tuple[bytes, bytes]) -> None:
+    data = src.read_bytes()
+    for old, new in swaps:
+        assert data.count(old) == 1 and len(old) == len(new)
+        data = data.replace(old, new)
+    dest.write_bytes(data)
+    src.unlink()
+
+
+def make_corpus(d: Path, secret: Path, url: str) -> dict[str, str]:
+    """Bad and hostile inputs in d; name -> the failure code it must get, or "ok" for the shards."""
+    d.mkdir(parents=True)
+    good = video(d / "good.mp4")
+    video(secret, 2, "64x36", False, "-f", "mpegts")
+    (d / "zero.mp4").write_bytes(b"")
+    data = video(d / "fs.mp4", 2, "64x36", True, "-movflags", "+faststart").read_bytes()
+    (d / "truncated.mp4").write_bytes(data[:len(data) // 2])
+    (d / "fs.mp4").unlink()
+    data = good.read_bytes()
+    (d / "no_moov.mp4").write_bytes(data[:data.index(b"moov") - 4])  # the moov box is the file's last
+    (d / "text.mp4").write_text("not a video\n" * 40)
+    ff("-f", "lavfi", "-i", "testsrc2=s=64x36", "-frames:v", "1", d / "image.png")
+    (d / "image.png").rename(d / "image.mp4")
+    ff("-f", "lavfi", "-i", "sine=d=2", "-c:a", "aac", d / "audio_only.mp4")
+    video(d / "video_only.mp4", 2, "64x36", False)
+    video(d / "one_frame.mp4", 2, "64x36", False, "-frames:v", "1")
+    video(d / "short.mp4", 0.3)
+    video(d / "long.mp4", 6)
+    video(d / "vfr.mp4", 2, "64x36", False, "-vf", "setpts='if(lt(N,25),N*0.04,1+(N-25)*0.08)/TB'", "-fps_mode", "vfr")
+    ff("-i", good, "-c", "copy", "-metadata:s:v:0", "rotate=90", d / "rotated.mp4")
+    for size in ("1x1", "4001x3"):
+        ff("-f", "lavfi", "-i", f"testsrc=s={size}:r=25:d=1", "-c:v", "ffv1", "-pix_fmt", "yuv444p", d / f"{size}.mkv")
+    video(d / "over_limit.mp4", 1, "480x360")
+    video(d / "ten_bit.mp4", 2, "64x36", False, "-pix_fmt", "yuv420p10le")
+    # An audio stream no decoder reads (its codec id renamed) inside a good video.
+    video(d / "a.mkv")
+    patched(d / "a.mkv", d / "broken_audio.mkv", (b"A_AAC", b"A_QQQ"))
+    # A decompression bomb: 8 kB of FFV1 whose Matroska PixelWidth (0xB0) and PixelHeight (0xBA) say 16000.
+    ff("-f", "lavfi", "-i", "color=black:s=256x256:r=25:d=1", "-c:v", "ffv1", d / "b.mkv")
+    patched(d / "b.mkv", d / "bomb.mkv", *[(i + b"\x82\x01\x00", i + b"\x82\x3e\x80") for i in (b"\xb0", b"\xba")])
+    hls = "#EXTM3U\n#EXT-X-TARGETDURATION:2\n#EXTINF:2,\n{}\n#EXT-X-ENDLIST\n"
+    (d / "hls_file.mp4").write_text(hls.format(f"file://{secret}"))
+    (d / "hls_http.mp4").write_text(hls.format(f"{url}/seg.ts"))
+    (d / "concat_file.mp4").write_text(f"ffconcat version 1.0\nfile '{secret}'\n")
+    (d / "concat_http.mp4").write_text(f"ffconcat version 1.0\nfile '{url}/seg.ts'\n")
+    for n in (ODD_NAME, "hostile_id.mp4"):
+        shutil.copy(good, d / n)
+    return {
+        "good.mp4": "ok", "zero.mp4": "empty_file", "truncated.mp4": "truncated", "no_moov.mp4": "unreadable",
+        "text.mp4": "unreadable", "image.mp4": "not_a_video", "audio_only.mp4": "no_video_stream",
+        "video_only.mp4": "ok", "one_frame.mp4": "too_short", "short.mp4": "too_short", "long.mp4": "too_long",
+        "vfr.mp4": "ok", "rotated.mp4": "ok", "1x1.mkv": "too_small", "4001x3.mkv": "too_small",
+        "over_limit.mp4": "too_large", "ten_bit.mp4": "ok", "broken_audio.mkv": "ok", "bomb.mkv": "too_large",
+        "hls_file.mp4": "unsupported_format", "hls_http.mp4": "unsupported_format",
+        "concat_file.mp4": "unsupported_format", "concat_http.mp4": "unsupported_format",
+        ODD_NAME: "ok", "hostile_id.mp4": "ok",
+    }
+
+
+class Watch(BaseHTTPRequestHandler):
+    hits: list = []
+
+    def do_GET(self):  # noqa: N802
+        Watch.hits.append(self.path)
+        self.send_error(404)
+
+    def log_message(self, *a):
+        pass
+
+
+def kill_split_actor(proc: subprocess.Popen, work: Path) -> int:
+    """Once split has saved one video, SIGKILL the split actor's process; returns how many split had saved."""
+    saved = lambda: len(list((work / "stages/split").glob("*/*.json")))  # noqa: E731
+    deadline = time.time() + 300
+    while not saved() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.05)
+    actors = [p for p in psutil.Process(proc.pid).children(recursive=True)
+              if "MapBatches(RayRunner)" in " ".join(p.cmdline())]
+    assert len(actors) == 1, actors
+    n = saved()
+    os.kill(actors[0].pid, signal.SIGKILL)
+    return n
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory):
+    root = tmp_path_factory.mktemp("bad")
+    server = HTTPServer(("127.0.0.1", 0), Watch)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    secret = root / "outside" / "secret.ts"
+    secret.parent.mkdir()
+    cases = make_corpus(root / "in", secret, f"http://127.0.0.1:{server.server_address[1]}")
+    rows = [{"path": str(root / "in" / n)} for n in cases if n != "hostile_id.mp4"]
+    rows += [{"path": "in/good.mp4"},  # the same file again, relative to the list: processed once
+             {"path": str(root / "in/missing.mp4")},
+             {"path": str(root / "in/hostile_id.mp4"), "video_id": "../../out/shards/x.tar/../.."}]
+    (root / "in.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    (root / "recipe.yaml").write_text(RECIPE.format(root=root, long="refuse"))
+    with open(root / "stdout", "w") as out, open(root / "stderr", "w") as err:
+        proc = subprocess.Popen([sys.executable, "-m", "pipeline.cli", "run", "--config", root / "recipe.yaml"],
+                                cwd=ROOT, stdout=out, stderr=err)
+        killed_at = kill_split_actor(proc, root / "work")
+        rc = proc.wait(timeout=600)
+    server.shutdown()
+    cases["missing.mp4"] = "missing_file"
+    return dict(root=root, out=root / "out", cases=cases, rc=rc, killed_at=killed_at, hits=list(Watch.hits),
+                stdout=(root / "stdout").read_text(), stderr=(root / "stderr").read_text())
+
+
+def test_bad_inputs_get_failure_records_and_the_run_goes_on(corpus, invariants, mvid):
+    c = corpus
+    assert c["rc"] == 0, c["stderr"][-3000:]
+    samples, fails = invariants(c["out"], [c["out"].parent / "in" / n for n in c["cases"]], c["root"] / "work")
+    by_path = {}
+    for f in fails:
+        by_path.setdefault(Path(f["path"]).name, []).append(f)
+    shipped = {Path(x["path"]).name for x in samples.values()}
+    inspect = mvid("shards", "inspect", c["out"]).stdout
+    for name, code in c["cases"].items():
+        if code == "ok":
+            assert name in shipped and name not in by_path, (name, by_path.get(name))
+            continue
+        assert name not in shipped and [f["code"] for f in by_path[name]] == [code], (name, by_path.get(name))
+        f = by_path[name][0]
+        assert f["stage"] in ("input", "probe", "split") and f["message"]
+        assert f"{f['path']}: {f['message']}" in inspect
+        if f["kind"] == "error":
+            assert f"{f['code']}: {f['path']}: {f['message']}" in c["stdout"]  # the summary names the file
+    assert "Traceback" not in c["stdout"] + c["stderr"]
+    assert len({x["video_id"] for x in samples.values() if x["path"].endswith("/good.mp4")}) == 1
+    assert f"videos in: {len(c['cases'])}" in c["stdout"]
+
+
+def test_media_of_odd_but_good_videos(corpus):
+    out = corpus["out"]
+    import webdataset as wds
+    metas = {}
+    for s in wds.WebDataset(str(out / json.loads((out / S.MANIFEST).read_text())["pattern"]), shardshuffle=False):
+        meta = json.loads(s["json"])
+        metas[Path(meta["path"]).name] = (meta, s)
+    meta, s = metas["broken_audio.mkv"]  # the video is kept, the audio failure recorded
+    assert "wav" not in s and not meta["has_audio"] and meta["reasons"]["audio"].startswith("audio_failed:")
+    meta, _ = metas["rotated.mp4"]  # frames come out upright
+    assert meta["probe"]["rotation"] == 90 and meta["frame_size"][1] > meta["frame_size"][0]
+    for name in ("vfr.mp4", "ten_bit.mp4", "rotated.mp4"):
+        meta, s = metas[name]
+        n = subprocess.run(["ffprobe", "-v", "error", "-count_frames", "-select_streams", "v:0", "-show_entries",
+                            "stream=nb_read_frames", "-of", "csv=p=0", "pipe:"], input=s["mp4"],
+                           capture_output=True, check=True).stdout.decode().strip()
+        assert int(n) == meta["end_frame"] - meta["start_frame"], name
+
+
+def test_hostile_files_read_and_fetch_nothing(corpus):
+    c = corpus
+    assert c["hits"] == []  # the playlists and concat lists pointing at the loopback server fetched nothing
+    fails = [json.loads(x) for x in (c["out"] / S.FAILURES).read_text().splitlines()]
+    assert not any("secret" in json.dumps(f) for f in fails)
+    # Nothing was written outside the work and output folders, whatever the names and ids.
+    assert sorted(p.name for p in c["root"].iterdir()) == ["in", "in.jsonl", "out", "outside", "recipe.yaml",
+                                                           "stderr", "stdout", "work"]
+    assert sorted(p.name for p in (c["root"] / "outside").iterdir()) == ["secret.ts"]
+
+
+def test_split_actor_killed_mid_run_every_clip_once(corpus, invariants):
+    c = corpus
+    split = len(list((c["root"] / "work/stages/split").glob("*/*.json")))
+    assert c["killed_at"] < split, "split finished before its actor could be killed"
+    invariants(c["out"], [c["out"].parent / "in" / n for n in c["cases"]], c["root"] / "work")
+
+
+def test_verify_names_corrupt_and_missing_shards(corpus, tmp_path, mvid):
+    out = tmp_path / "out"
+    shutil.copytree(corpus["out"], out)
+    shards = sorted((out / S.SHARD_DIR).glob("*.tar"))
+    assert len(shards) >= 3
+    data = bytearray(shards[0].read_bytes())
+    data[700] ^= 0xFF
+    shards[0].write_bytes(data)
+    shards[1].unlink()
+    p = mvid("shards", "verify", out, check=False)
+    assert p.returncode == 1
+    assert f"shards/{shards[0].name}: sha256 differs" in p.stdout and f"shards/{shards[1].name}: missing" in p.stdout
+
+
+def test_oom_batch_is_split_then_recorded_per_item(tmp_path, monkeypatch):
+    """A model that runs out of memory on any batch of more than one clip, and on one clip even alone."""
+    import torch
+
+    from models.lid import FastTextLID
+    from stages.lid import LidParams
+    texts = ["good morning everyone", "guten morgen zusammen", "buenos días a todos", "bonjour à tous",
+             "buongiorno a tutti", "bom dia a todos", "goedemorgen allemaal", "god morgon alla"]
+    poison, calls, real = texts[5], [], FastTextLID.__call__
+
+    def oom(self, batch):
+        calls.append(len(batch))
+        if len(batch) > 1 or batch == [poison]:
+            raise torch.OutOfMemoryError("injected: CUDA out of memory")
+        return real(self, batch)
+
+    monkeypatch.setattr(FastTextLID, "__call__", oom)
+    recs = [{"clip_id": f"v-{i:04d}", "video_id": "v", "path": "/v.mp4", "transcript": {"text": t}}
+            for i, t in enumerate(texts)]
+    ctx = Ctx(tmp_path / "work", tmp_path / "out")
+    assert LocalExecutor().stream([LidParams(batch_size=8)], recs, ctx) == 7
+    assert calls[0] == 8 and calls.count(1) == 8  # halved down to single clips, each tried once alone
+    saved = {r["clip_id"]: Runner("lid", LidParams().model_dump(), ctx).store.get(r["clip_id"]) for r in recs}
+    assert [j["code"] for j in saved["v-0005"]["rejects"]] == ["oom"] and not saved["v-0005"]["records"]
+    assert all(e["records"][0]["lid"]["language"] for k, e in saved.items() if k != "v-0005")
+
+
+@pytest.fixture(scope="module")
+def local(tmp_path_factory):
+    """Two videos in-process (LocalExecutor): one plain, one longer than max_duration_s and capped."""
+    root = tmp_path_factory.mktemp("local")
+    (root / "in").mkdir()
+    inputs = [video(root / "in/good.mp4"), video(root / "in/long.mp4", 6)]
+    (root / "in.jsonl").write_text("".join(json.dumps({"path": str(p)}) + "\n" for p in inputs))
+    (root / "recipe.yaml").write_text(RECIPE.format(root=root, long="cap"))
+    pipe = Pipeline(load(str(root / "recipe.yaml")))
+    pipe.run(LocalExecutor())
+    return root, pipe, inputs
+
+
+def test_long_video_capped_as_configured(local, invariants):
+    root, _, inputs = local
+    samples, _ = invariants(root / "out", inputs, root / "work")
+    long = [x for x in samples.values() if x["path"].endswith("/long.mp4")]
+    assert long and all(x["probe"]["capped_at"] == 4 for x in long)
+    assert 3.5 < max(x["end"] for x in long) <= 4
+
+
+class DiskFull:
+    """A file that takes `room` bytes, then fails as a full disk does."""
+
+    def __init__(self, f, room: int):
+        self.f, self.room = f, room
+
+    def write(self, b):
+        if len(b) > self.room:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        self.room -= len(b)
+        return self.f.write(b)
+
+    def __getattr__(self, name):
+        return getattr(self.f, name)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.f.close()
+
+
+def test_disk_full_while_writing_a_shard(local, invariants, monkeypatch):
+    import stages.shard
+    root, pipe, inputs = local
+    out = root / "out"
+    before = json.loads((out / S.MANIFEST).read_text())
+    assert len(before["shards"]) >= 2
+    real = open
+    monkeypatch.setattr(stages.shard, "open", lambda p, *a, **k: DiskFull(real(p, *a, **k), 1 << 13)
+                        if S.shard_name(1) in str(p) else real(p, *a, **k), raising=False)
+    with pytest.raises(RunError, match="No space left on device"):
+        pipe.run(LocalExecutor())
+    assert not (out / S.MANIFEST).exists()  # so no manifest lists the shard that could not be written
+    assert [p.name for p in (out / S.SHARD_DIR).iterdir() if not p.name.endswith(".tar")] == []  # no temp file
+    monkeypatch.undo()
+    pipe.run(LocalExecutor())  # the rerun completes the output, the same as before the fault
+    after = json.loads((out / S.MANIFEST).read_text())
+    assert [s["sha256"] for s in after["shards"]] == [s["sha256"] for s in before["shards"]]
+    invariants(out, inputs, root / "work")
+
+
+MODEL_RECIPE = """
+input: {video}
+work_dir: {root}/work
+output_dir: {root}/out
+ray: {{num_cpus: 2, object_store_mb: 128}}
+stages:
+  - name: probe
+  - name: {stage}
+    {field}: {{backend: {backend}, model: {model}}}
+    resources: {{cpus: 0.25}}
+  - name: shard
+"""
+
+
+def test_model_with_broken_files_stops_the_run_before_any_video(tmp_path, mvid):
+    broken = tmp_path / "tiny-clip"
+    broken.mkdir()
+    (broken / "config.json").write_text('{"model_type": "clip",')
+    (tmp_path / "r.yaml").write_text(MODEL_RECIPE.format(video=video(tmp_path / "v.mp4"), root=tmp_path,
+                                                         stage="clipscore", field="model", backend="transformers",
+                                                         model=broken))
+    p = mvid("run", "--config", tmp_path / "r.yaml", check=False)
+    assert p.returncode == 2 and "Traceback" not in p.stderr
+    assert f"mvid: error: role 'clip' (transformers): {broken} has a config.json that is not valid JSON" in p.stderr
+    assert "expected" in p.stderr and not (tmp_path / "work").exists()
+
+
+def test_model_that_fails_to_load_in_its_actor_is_named(tmp_path, mvid):
+    bad = tmp_path / "lid.176.bin"
+    bad.write_bytes(b"not a fastText model")
+    (tmp_path / "r.yaml").write_text(MODEL_RECIPE.format(video=video(tmp_path / "v.mp4"), root=tmp_path,
+                                                         stage="lid", field="model", backend="fasttext", model=bad))
+    p = mvid("run", "--config", tmp_path / "r.yaml", check=False)
+    # Ray logs the actor's failed constructor with its trace; mvid ends on the one line that says what to fix.
+    assert p.returncode == 2 and p.stderr.strip().splitlines()[-1] == (
+        f"mvid: error: stage lid: role 'lid' (fasttext) could not load {bad}: ValueError: {bad} has wrong file "
+        f"format!; expected a fastText language-ID model (lid.176.ftz or lid.176.bin)")
