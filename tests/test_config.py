@@ -61,14 +61,32 @@ def test_cli_reports_bad_config_without_traceback(mvid):
     assert "Traceback" not in p.stderr
 
 
+def pools(stages) -> list:
+    """(stage params, the pool's minimum size) of every model stage."""
+    from stages import REGISTRY
+    return [(s, s.resources.actors if isinstance(s.resources.actors, int) else s.resources.actors[0])
+            for s in stages if REGISTRY[s.name].uses_model]
+
+
+def test_demo_pools_and_a_task_fit_its_cpus():
+    """Actor pools hold their CPUs for the whole streaming run: the pools' minimums and the largest task must fit
+    in the local Ray's CPUs together, or Ray Data stalls."""
+    from stages import REGISTRY
+    cfg = config.load("demo")
+    kinds = {s.name: REGISTRY[s.name] for s in cfg.stages}
+    task = max(s.resources.cpus for s in cfg.stages
+               if not (kinds[s.name].uses_model or kinds[s.name].barrier or kinds[s.name].sink))
+    assert sum(s.resources.cpus * n for s, n in pools(cfg.stages)) + task <= cfg.ray.num_cpus
+
+
 def test_production_fits_an_8_gpu_node():
     """Every pool's minimum starts on one node (8 GPUs, 192 vCPUs); GPU shares pack whole GPUs; a vLLM actor
     reserves no more GPU memory than its share."""
     from models.base import ModelSpec
     stages = config.load("production").stages
-    low = [(s, s.resources.actors if isinstance(s.resources.actors, int) else s.resources.actors[0]) for s in stages]
+    low = pools(stages)
     assert sum(s.resources.gpus * n for s, n in low) <= 8
-    assert sum(s.resources.cpus * n for s, n in low if s.resources.gpus) <= 192
+    assert sum(s.resources.cpus * n for s, n in low) <= 192
     for s in stages:
         g = s.resources.gpus
         assert not g or (1 / g).is_integer(), (s.name, g)
