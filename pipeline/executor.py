@@ -73,14 +73,23 @@ class RayExecutor:
             if cls.uses_model:
                 n = res.actors  # a fixed pool, or (min, max) that Ray Data autoscales by backlog
                 size = {"size": n} if isinstance(n, int) else {"min_size": n[0], "max_size": n[1]}
-                ds = ds.map_batches(RayRunner, fn_constructor_args=(p.name, p.model_dump(), ctx, force),
-                                    compute=rd.ActorPoolStrategy(**size), **kw)
+                # A subclass named after the stage: progress bars and the dashboard show MapBatches(<stage>).
+                ds = ds.map_batches(type(p.name, (RayRunner,), {}), compute=rd.ActorPoolStrategy(**size),
+                                    fn_constructor_args=(p.name, p.model_dump(), ctx, force), **kw)
             else:
-                ds = ds.map_batches(ray_task, fn_kwargs={"stage_name": p.name, "params": p.model_dump(),
-                                                         "ctx": ctx, "force": force}, **kw)
+                ds = ds.map_batches(_named(p.name), fn_kwargs={"stage_name": p.name, "params": p.model_dump(),
+                                                               "ctx": ctx, "force": force}, **kw)
         return sum(len(b["rec"]) for b in ds.iter_batches(batch_size=None, batch_format="numpy"))
 
     def map(self, fn, items: list) -> list:
         """Run fn(*args) for each item as Ray tasks (the shard writer)."""
         task = self.ray.remote(fn)
         return self.ray.get([task.remote(*a) for a in items])
+
+
+def _named(name: str):
+    """ray_task under the stage's name, for Ray Data's operator names."""
+    def task(batch: dict, **kw) -> dict:
+        return ray_task(batch, **kw)
+    task.__name__ = task.__qualname__ = name
+    return task
