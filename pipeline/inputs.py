@@ -64,6 +64,8 @@ def discover(spec: str) -> tuple[list[dict], list[dict]]:
                "input_transcript": r.get("transcript"), "input_language": r.get("language")}
         if Path(path).is_file():
             recs.append(rec)
+        elif Path(path).exists():  # a folder, a device or a pipe that would block a reader
+            rejects.append(reject_of(rec, "not_a_file", f"{path}: not a regular file", stage="input"))
         else:
             rejects.append(reject_of(rec, "missing_file", f"{path}: no such file", stage="input"))
     ids = [r["video_id"] for r in recs]
