@@ -80,6 +80,7 @@ def make_corpus(d: Path, secret: Path, url: str) -> dict[str, str]:
     good = video(d / "good.mp4")
     video(secret, 2, "64x36", False, "-f", "mpegts")
     (d / "zero.mp4").write_bytes(b"")
+    os.mkfifo(d / "fifo.mp4")  # a reader would wait for a writer forever
     data = video(d / "fs.mp4", 2, "64x36", True, "-movflags", "+faststart").read_bytes()
     (d / "truncated.mp4").write_bytes(data[:len(data) // 2])
     (d / "fs.mp4").unlink()
@@ -113,7 +114,7 @@ def make_corpus(d: Path, secret: Path, url: str) -> dict[str, str]:
     for n in (ODD_NAME, "hostile_id.mp4"):
         shutil.copy(good, d / n)
     return {
-        "good.mp4": "ok", "zero.mp4": "empty_file", "truncated.mp4": "truncated", "no_moov.mp4": "unreadable",
+        "good.mp4": "ok", "zero.mp4": "empty_file", "fifo.mp4": "not_a_file", "truncated.mp4": "truncated", "no_moov.mp4": "unreadable",
         "text.mp4": "unreadable", "image.mp4": "not_a_video", "audio_only.mp4": "no_video_stream",
         "video_only.mp4": "ok", "one_frame.mp4": "too_short", "short.mp4": "too_short", "long.mp4": "too_long",
         "vfr.mp4": "ok", "rotated.mp4": "ok", "1x1.mkv": "too_small", "4001x3.mkv": "too_small",
@@ -135,14 +136,21 @@ class Watch(BaseHTTPRequestHandler):
         pass
 
 
+def title(p: psutil.Process) -> str:
+    try:
+        return " ".join(p.cmdline())
+    except psutil.Error:  # gone meanwhile (an ffmpeg that finished)
+        return ""
+
+
 def kill_split_actor(proc: subprocess.Popen, work: Path) -> int:
     """Once split has saved one video, SIGKILL the split actor's process; returns how many split had saved."""
     saved = lambda: len(list((work / "stages/split").glob("*/*.json")))  # noqa: E731
     deadline = time.time() + 300
     while not saved() and proc.poll() is None and time.time() < deadline:
         time.sleep(0.05)
-    actors = [p for p in psutil.Process(proc.pid).children(recursive=True)
-              if "MapBatches(RayRunner)" in " ".join(p.cmdline())]
+    actors = [p for p in psutil.Process(proc.pid).children(recursive=True)  # split is the recipe's only pool
+              if "MapWorker(" in title(p)]
     assert len(actors) == 1, actors
     n = saved()
     os.kill(actors[0].pid, signal.SIGKILL)
@@ -165,10 +173,14 @@ def corpus(tmp_path_factory):
     (root / "recipe.yaml").write_text(RECIPE.format(root=root, long="refuse"))
     with open(root / "stdout", "w") as out, open(root / "stderr", "w") as err:
         proc = subprocess.Popen([sys.executable, "-m", "pipeline.cli", "run", "--config", root / "recipe.yaml"],
-                                cwd=ROOT, stdout=out, stderr=err)
-        killed_at = kill_split_actor(proc, root / "work")
-        rc = proc.wait(timeout=600)
-    server.shutdown()
+                                cwd=ROOT, stdout=out, stderr=err, start_new_session=True)
+        try:
+            killed_at = kill_split_actor(proc, root / "work")
+            rc = proc.wait(timeout=600)
+        finally:
+            if proc.poll() is None:  # the test failed: take the run and its Ray down with it
+                os.killpg(proc.pid, signal.SIGKILL)
+            server.shutdown()
     cases["missing.mp4"] = "missing_file"
     return dict(root=root, out=root / "out", cases=cases, rc=rc, killed_at=killed_at, hits=list(Watch.hits),
                 stdout=(root / "stdout").read_text(), stderr=(root / "stderr").read_text())
@@ -217,7 +229,7 @@ def test_media_of_odd_but_good_videos(corpus):
         assert int(n) == meta["end_frame"] - meta["start_frame"], name
 
 
-def test_hostile_files_read_and_fetch_nothing(corpus):
+def test_hostile_files_read_and_fetch_nothing(corpus, invariants):
     c = corpus
     assert c["hits"] == []  # the playlists and concat lists pointing at the loopback server fetched nothing
     fails = [json.loads(x) for x in (c["out"] / S.FAILURES).read_text().splitlines()]
@@ -226,6 +238,9 @@ def test_hostile_files_read_and_fetch_nothing(corpus):
     assert sorted(p.name for p in c["root"].iterdir()) == ["in", "in.jsonl", "out", "outside", "recipe.yaml",
                                                            "stderr", "stdout", "work"]
     assert sorted(p.name for p in (c["root"] / "outside").iterdir()) == ["secret.ts"]
+    samples, _ = invariants(c["out"], [c["out"].parent / "in" / n for n in c["cases"]])
+    meta = next(x for x in samples.values() if x["path"].endswith("/hostile_id.mp4"))  # given id ../../out/..
+    assert meta["video_id"].startswith("out_shards_x_tar_") and meta["clip_id"].startswith(meta["video_id"])
 
 
 def test_split_actor_killed_mid_run_every_clip_once(corpus, invariants):
