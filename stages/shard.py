@@ -77,6 +77,8 @@ class Shard(Stage):
                 f.flush()
                 os.fsync(f.fileno())
             os.replace(tmp, path)
+        except OSError as e:  # disk full, a failing mount: name the shard in the run's error
+            raise OSError(e.errno, f"{e.strerror or e} while writing {name}") from None
         finally:
             tmp.unlink(missing_ok=True)
         rows = [{"key": r["clip_id"], "shard": name, **{c: r.get(c) for c in S.INDEX_COLUMNS}} for r in recs]

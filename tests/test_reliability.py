@@ -343,7 +343,7 @@ def test_disk_full_while_writing_a_shard(local, invariants, monkeypatch):
     real = open
     monkeypatch.setattr(stages.shard, "open", lambda p, *a, **k: DiskFull(real(p, *a, **k), 1 << 13)
                         if S.shard_name(1) in str(p) else real(p, *a, **k), raising=False)
-    with pytest.raises(RunError, match="No space left on device"):
+    with pytest.raises(RunError, match=f"No space left on device while writing shards/{S.shard_name(1)}"):
         pipe.run(LocalExecutor())
     assert not (out / S.MANIFEST).exists()  # so no manifest lists the shard that could not be written
     assert [p.name for p in (out / S.SHARD_DIR).iterdir() if not p.name.endswith(".tar")] == []  # no temp file
