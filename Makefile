@@ -10,7 +10,7 @@ RAY_ADDRESS ?=
 ARGS    ?=
 export MVID_MODEL_DIR ?= $(CURDIR)/models-tiny
 
-.PHONY: setup pipeline test samples tiny lock lock-gpu bench clean
+.PHONY: setup pipeline test samples tiny lock lock-gpu bench bench-pipeline clean
 
 setup: $(VENV)/.ok
 
@@ -48,8 +48,12 @@ lock-gpu:
 	$(UV) pip compile docker/requirements-gpu.in --overrides docker/overrides-gpu.txt --python-version 3.11 \
 	  --python-platform x86_64-manylinux_2_28 --no-header -o docker/requirements-gpu.lock
 
-bench: setup
+bench: setup bench-pipeline
 	$(BIN)/python bench/split.py
+
+# The demo profile end to end on a local Ray: clips/s, video hours per hour, orchestration overhead.
+bench-pipeline: setup samples tiny
+	$(BIN)/python bench/pipeline.py
 
 clean:
 	rm -rf work out samples models-tiny
