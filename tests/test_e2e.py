@@ -152,7 +152,7 @@ def test_inspect_and_verify(full, mvid):
     assert mvid("shards", "verify", out).stdout.strip().endswith("ok")
 
 
-def test_resume_after_killed_driver_equals_uninterrupted(samples, tmp_path, mvid):
+def test_resume_after_killed_driver_equals_uninterrupted(samples, tmp_path, mvid, invariants):
     dest, _ = samples
     lst = tmp_path / "in.jsonl"
     lst.write_text("".join(json.dumps({"path": str(dest / n)}) + "\n" for n in SUBSET))
@@ -176,6 +176,7 @@ def test_resume_after_killed_driver_equals_uninterrupted(samples, tmp_path, mvid
         assert sa["__key__"] == sb["__key__"]
         assert {k: v for k, v in sa.items() if not k.startswith("__")} == {k: v for k, v in sb.items()
                                                                             if not k.startswith("__")}
+    invariants(tmp_path / "b/out", [dest / n for n in SUBSET], tmp_path / "b/work")
 
 
 def test_stage_rerun_replaces_only_that_stage(samples, tmp_path):
