@@ -7,6 +7,7 @@ import os
 import sys
 import time
 import traceback
+from typing import Iterator
 
 import numpy as np
 
@@ -14,6 +15,7 @@ from pipeline.stage import Ctx, Result, StageError, reject_of
 from pipeline.store import Store, digest
 
 log = logging.getLogger("mvid")
+CRASHES = 3  # worker deaths on one input before it is recorded as worker_crash; Ray retries a batch past that
 
 
 def error_code(e: BaseException) -> str:
@@ -55,7 +57,7 @@ class Runner:
         done = {} if self.force else {k: self.store.get(k) for k, _, _ in keyed}
         todo = [(k, h, r) for k, h, r in keyed if not (done.get(k) and done[k]["input_hash"] == h)]
         t = time.perf_counter()
-        for (k, h, r), res in zip(todo, self.run([r for _, _, r in todo])):
+        for (k, h, r), res in self.guarded(todo):
             for rej in res.rejects:
                 rej["stage"] = st.name
             self.store.put(k, h, res.records, res.rejects)
@@ -63,6 +65,23 @@ class Runner:
         if todo:
             log_time(st.ctx, st.name, [k for k, _, _ in todo], time.perf_counter() - t)
         return [out for k, _, _ in keyed for out in done[k]["records"]]
+
+    def guarded(self, todo: list[tuple]) -> Iterator[tuple[tuple, Result]]:
+        """Run todo, surviving inputs that kill the worker (a decoder segfault, the kernel's OOM killer): each key
+        is marked as started until stored. After a worker died on a batch, its keys run one at a time, and a key
+        that was started CRASHES times is recorded as worker_crash instead of killing workers forever."""
+        if not any(self.store.tries(k) for k, _, _ in todo):
+            for k, _, _ in todo:
+                self.store.start(k)
+            yield from zip(todo, self.run([r for _, _, r in todo]))
+            return
+        for k, h, r in todo:
+            n = self.store.tries(k)
+            if n >= CRASHES:
+                yield (k, h, r), Result.reject(r, "worker_crash", f"its worker died {n} times while processing it")
+                continue
+            self.store.start(k)
+            yield (k, h, r), self.run([r])[0]
 
     def process_all(self, recs: list[dict]) -> list[dict]:
         """Barrier stages: one call over every record (a global top-N), persisted per key as usual."""

@@ -42,6 +42,18 @@ class Store:
     def put(self, key: str, input_hash: str, records: list[dict], rejects: list[dict]) -> None:
         entry = {"key": key, "input_hash": input_hash, "records": records, "rejects": rejects}
         atomic_write(self.path(key), json.dumps(entry, sort_keys=True).encode())
+        self.started(key).unlink(missing_ok=True)
+
+    def started(self, key: str) -> Path:
+        """work/attempts/<stage>/<key>: how often a key was started and not stored (its worker died)."""
+        return self.root.parent.parent / "attempts" / self.root.name / key
+
+    def tries(self, key: str) -> int:
+        p = self.started(key)
+        return int(p.read_text()) if p.exists() else 0
+
+    def start(self, key: str) -> None:
+        atomic_write(self.started(key), str(self.tries(key) + 1).encode())
 
     def entries(self) -> Iterator[dict]:
         for p in sorted(self.root.glob("*/*.json")):

@@ -391,3 +391,42 @@ def test_model_that_fails_to_load_in_its_actor_is_named(tmp_path, mvid):
     assert p.returncode == 2 and p.stderr.strip().splitlines()[-1] == (
         f"mvid: error: stage lid: role 'lid' (fasttext) could not load {bad}: ValueError: {bad} has wrong file "
         f"format!; expected a fastText language-ID model (lid.176.ftz or lid.176.bin)")
+
+
+def test_input_that_kills_its_worker_is_recorded_not_retried_forever(tmp_path):
+    """The fault: the worker process dies (os._exit) whenever its batch holds one poison transcript. Each run
+    stands for Ray restarting the dead worker and retrying the batch."""
+    import multiprocessing as mp
+
+    from pipeline.runner import CRASHES
+    from stages.lid import LidParams
+    texts = ["good morning everyone", "guten morgen zusammen", "buenos días a todos", "bonjour à tous"]
+    recs = [{"clip_id": f"v-{i:04d}", "video_id": "v", "path": "/v.mp4", "transcript": {"text": t}}
+            for i, t in enumerate(texts)]
+    ctx = Ctx(tmp_path / "work", tmp_path / "out")
+
+    def worker():
+        from models.lid import FastTextLID
+        real = FastTextLID.__call__
+
+        def die(self, batch):
+            if texts[1] in batch:
+                os._exit(9)
+            return real(self, batch)
+        FastTextLID.__call__ = die
+        Runner("lid", LidParams().model_dump(), ctx).process(recs)
+
+    codes = []
+    for _ in range(CRASHES + 2):
+        p = mp.get_context("fork").Process(target=worker)
+        p.start()
+        p.join()
+        codes.append(p.exitcode)
+        if p.exitcode == 0:
+            break
+    assert codes == [9] * CRASHES + [0]  # the batch, then the poison alone until it is given up
+    store = Runner("lid", LidParams().model_dump(), ctx).store
+    saved = {r["clip_id"]: store.get(r["clip_id"]) for r in recs}
+    assert [j["code"] for j in saved["v-0001"]["rejects"]] == ["worker_crash"] and not saved["v-0001"]["records"]
+    assert all(len(e["records"]) == 1 for k, e in saved.items() if k != "v-0001")
+    assert not list((tmp_path / "work/attempts").rglob("v-*"))  # every key stored: no attempt left open
