@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import warnings
 
 from pipeline.runner import CRASHES, RayRunner, Runner, ray_task
 from pipeline.stage import Ctx, StageParams
@@ -75,14 +76,16 @@ class RayExecutor:
                 size = {"size": n} if isinstance(n, int) else {"min_size": n[0], "max_size": n[1]}
                 # A subclass named after the stage: progress bars and the dashboard show MapBatches(<stage>).
                 # A dead actor restarts and its batch is retried, a bounded number of times (Ray Data's default
-                # is forever): after CRASHES deaths the Runner records the culprit as worker_crash.
-                ds = ds.map_batches(type(p.name, (RayRunner,), {}), compute=rd.ActorPoolStrategy(**size),
-                                    fn_constructor_args=(p.name, p.model_dump(), ctx, force),
-                                    max_task_retries=CRASHES + 2, **kw)
+                # is forever; tasks keep Ray's 3): after CRASHES deaths the Runner records the culprit as
+                # worker_crash. Ray 2.60 deprecates remote args passed as keywords but names no replacement.
+                with warnings.catch_warnings():
+                    warnings.filterwarnings("ignore", "`ray_remote_args` is deprecated")
+                    ds = ds.map_batches(type(p.name, (RayRunner,), {}), compute=rd.ActorPoolStrategy(**size),
+                                        fn_constructor_args=(p.name, p.model_dump(), ctx, force),
+                                        max_task_retries=CRASHES + 2, **kw)
             else:
                 ds = ds.map_batches(_named(p.name), fn_kwargs={"stage_name": p.name, "params": p.model_dump(),
-                                                               "ctx": ctx, "force": force},
-                                    max_retries=CRASHES + 2, **kw)
+                                                               "ctx": ctx, "force": force}, **kw)
         return sum(len(b["rec"]) for b in ds.iter_batches(batch_size=None, batch_format="numpy"))
 
     def map(self, fn, items: list) -> list:
