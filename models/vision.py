@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from models.base import TINY_MARKER, Adapter, device
+from models.base import TINY_MARKER, Adapter, byte_bpe, device
 
 PROMPT = "Describe this video in detail: the scene, the objects, the actions."
 MAX_PIXELS = 360 * 420  # per frame, Qwen2-VL's recommended video resolution
@@ -38,14 +38,8 @@ CORPUS = [PROMPT, "A person walks a dog in a park while music plays and birds si
 
 def qwen_tokenizer(specials: list[str]):
     """A small byte-level BPE tokenizer in Qwen's style, trained here on a few sentences (no hub)."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
-    tok = Tokenizer(models.BPE())
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tok.decoder = decoders.ByteLevel()
-    specials = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", *specials]
-    tok.train_from_iterator(CORPUS * 4, trainers.BpeTrainer(
-        vocab_size=512, special_tokens=specials, initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
+    tok = byte_bpe(CORPUS * 4, 512, ["<|endoftext|>", "<|im_start|>", "<|im_end|>", *specials])
     return PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="<|im_end|>", pad_token="<|endoftext|>",
                                    chat_template=CHAT_TEMPLATE)
 
