@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from models.base import TINY_MARKER, Adapter, device
+from models.base import TINY_MARKER, Adapter, device, greedy
 from models.vision import CHAT_TEMPLATE, qwen_tokenizer
 
 SR = 16000
@@ -109,11 +109,7 @@ class TransformersAudio(Adapter):
     def __call__(self, items: list[dict]) -> list[str]:
         if not items:
             return []
-        inp = self.inputs(items)
-        with self.torch.inference_mode():
-            out = self.model.generate(**inp, max_new_tokens=self.max_new, do_sample=False)
-        new = out[:, inp["input_ids"].shape[1]:]
-        return [t.strip() for t in self.proc.batch_decode(new, skip_special_tokens=True)]
+        return greedy(self, self.inputs(items), self.proc)
 
 
 BACKENDS = {TransformersAudio.backend: TransformersAudio}

@@ -101,3 +101,10 @@ def byte_bpe(texts, vocab_size: int, specials: list[str]):
                                                        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
                                                        show_progress=False))
     return tok
+
+
+def greedy(a: Adapter, inp: dict, decoder) -> list[str]:
+    """Greedy generate on a prepared transformers batch (a.model, a.torch, a.max_new); the new text, stripped."""
+    with a.torch.inference_mode():
+        out = a.model.generate(**inp, max_new_tokens=a.max_new, do_sample=False)
+    return [t.strip() for t in decoder.batch_decode(out[:, inp["input_ids"].shape[1]:], skip_special_tokens=True)]

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from models.base import TINY_MARKER, Adapter, byte_bpe, device
+from models.base import TINY_MARKER, Adapter, byte_bpe, device, greedy
 
 PROMPT = "Describe this video in detail: the scene, the objects, the actions."
 MAX_PIXELS = 360 * 420  # per frame, Qwen2-VL's recommended video resolution
@@ -157,11 +157,7 @@ class TransformersVision(VisionCaptioner):
     def __call__(self, items: list[dict]) -> list[str]:
         if not items:
             return []
-        inp = self.inputs(items)
-        with self.torch.inference_mode():
-            out = self.model.generate(**inp, max_new_tokens=self.max_new, do_sample=False)
-        new = out[:, inp["input_ids"].shape[1]:]
-        return [t.strip() for t in self.tok.batch_decode(new, skip_special_tokens=True)]
+        return greedy(self, self.inputs(items), self.tok)
 
 
 class VllmVision(VisionCaptioner):
