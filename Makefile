@@ -53,7 +53,7 @@ bench: setup bench-pipeline
 
 # The demo profile end to end on a local Ray: clips/s, video hours per hour, orchestration overhead.
 bench-pipeline: setup samples tiny
-	$(BIN)/python bench/pipeline.py
+	$(BIN)/python bench/e2e.py
 
 clean:
 	rm -rf work out samples models-tiny

