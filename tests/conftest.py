@@ -1,4 +1,5 @@
 import json
+import os
 import re
 import subprocess
 import sys
@@ -10,6 +11,22 @@ import pytest
 from pipeline.samples import make_cut_video, make_samples
 
 ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="session", autouse=True)
+def tiny_models(tmp_path_factory):
+    """Tiny random models of every role, built once per session; MVID_MODEL_DIR points at them for the
+    session and the `mvid` subprocesses it starts (a clean clone has no models-tiny folder)."""
+    from models import tiny
+    d = tmp_path_factory.mktemp("models")
+    tiny(d)
+    old = os.environ.get("MVID_MODEL_DIR")
+    os.environ["MVID_MODEL_DIR"] = str(d)
+    yield d
+    if old is None:
+        del os.environ["MVID_MODEL_DIR"]
+    else:
+        os.environ["MVID_MODEL_DIR"] = old
 
 
 @pytest.fixture(scope="session")

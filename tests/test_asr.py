@@ -35,10 +35,8 @@ def clips(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def tiny_dir(tmp_path_factory):
-    d = tmp_path_factory.mktemp("tiny")
-    asr.tiny(d)
-    return d
+def tiny_dir(tiny_models):
+    return tiny_models
 
 
 def loaded(backend, tiny_dir, **opts):

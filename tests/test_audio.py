@@ -4,7 +4,7 @@ import subprocess
 import numpy as np
 import pytest
 
-from models.audio import BACKENDS, EPS, LOW_HZ, SR, fbank, kaldi_fbank, mel, read_wav, tiny
+from models.audio import BACKENDS, EPS, LOW_HZ, SR, fbank, kaldi_fbank, mel, read_wav
 from models.base import ModelSpec
 
 
@@ -59,10 +59,8 @@ def test_fbank_matches_kaldi_native_fbank(wavs, window):
 
 
 @pytest.fixture(scope="module")
-def captioner(tmp_path_factory):
-    root = tmp_path_factory.mktemp("qwen2audio")
-    tiny(root)
-    a = BACKENDS["transformers"](ModelSpec(backend="transformers", model=str(root / "tiny-qwen2-audio"), device="cpu",
+def captioner(tiny_models):
+    a = BACKENDS["transformers"](ModelSpec(backend="transformers", model=str(tiny_models / "tiny-qwen2-audio"), device="cpu",
                                            options={"max_new_tokens": 8}))
     a.load()
     return a

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from models.base import ModelSpec
-from models.clip import BACKENDS, clip_tokenizer, tiny
+from models.clip import BACKENDS, clip_tokenizer
 
 TEXTS = {"V": "a dog walks in the park", "AVS": "a red car drives down the street at night while music plays",
          "S": ""}
@@ -19,10 +19,9 @@ def frames(d, src, n):
 
 
 @pytest.fixture(scope="module")
-def env(tmp_path_factory):
+def env(tmp_path_factory, tiny_models):
     root = tmp_path_factory.mktemp("clip")
-    tiny(root)
-    return root / "tiny-clip", frames(root / "a", "testsrc2", 5), frames(root / "b", "mandelbrot", 3)
+    return tiny_models / "tiny-clip", frames(root / "a", "testsrc2", 5), frames(root / "b", "mandelbrot", 3)
 
 
 def scorer(path, backend="transformers", **options):

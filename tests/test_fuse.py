@@ -4,7 +4,6 @@ import pytest
 
 from models import prompts
 from models.base import ModelSpec
-from models.llm import tiny
 from pipeline.stage import Ctx
 from stages.fuse import Fuse, FuseParams, plan
 
@@ -12,10 +11,9 @@ FULL = {"raw_captions": {"A": "a dog barks", "V": "a dog runs in a park"}, "capt
 
 
 @pytest.fixture(scope="module")
-def fuse(tmp_path_factory):
-    d = tmp_path_factory.mktemp("llm")
-    tiny(d)
-    st = Fuse(FuseParams(llm=ModelSpec(backend="transformers", model=str(d / "tiny-llama"),
+def fuse(tmp_path_factory, tiny_models):
+    d = tmp_path_factory.mktemp("fuse")
+    st = Fuse(FuseParams(llm=ModelSpec(backend="transformers", model=str(tiny_models / "tiny-llama"),
                                        options={"max_tokens": 12})), Ctx(d, d))
     st.setup()
     return st

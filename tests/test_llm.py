@@ -2,7 +2,7 @@
 import pytest
 
 from models.base import ModelSpec
-from models.llm import BACKENDS, tiny
+from models.llm import BACKENDS
 from models.prompts import VICUNA_SYSTEM, parse_translation, render, translation, wrap
 
 OPTS = {"max_tokens": 12, "dtype": "float32"}
@@ -15,10 +15,8 @@ CHATS = [
 
 
 @pytest.fixture(scope="session")
-def tiny_llama(tmp_path_factory):
-    root = tmp_path_factory.mktemp("llm")
-    tiny(root)
-    return root / "tiny-llama"
+def tiny_llama(tiny_models):
+    return tiny_models / "tiny-llama"
 
 
 def adapter(backend, path, **options):

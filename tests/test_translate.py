@@ -10,10 +10,8 @@ from pipeline.samples import speak
 
 
 @pytest.fixture(scope="module")
-def folder(tmp_path_factory):
-    d = tmp_path_factory.mktemp("seamless")
-    translate.tiny(d)
-    return d / "tiny-seamless-m4t-v2"
+def folder(tiny_models):
+    return tiny_models / "tiny-seamless-m4t-v2"
 
 
 @pytest.fixture(scope="module")

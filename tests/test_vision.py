@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from models.base import ModelSpec
-from models.vision import BACKENDS, tiny, video_patches
+from models.vision import BACKENDS, video_patches
 
 
 def frames(d, src, n=6, size="160x120"):
@@ -17,10 +17,9 @@ def frames(d, src, n=6, size="160x120"):
 
 
 @pytest.fixture(scope="module")
-def env(tmp_path_factory):
+def env(tmp_path_factory, tiny_models):
     root = tmp_path_factory.mktemp("vision")
-    tiny(root)
-    return root / "tiny-qwen2-vl", frames(root / "a", "testsrc2"), frames(root / "b", "mandelbrot", n=3)
+    return tiny_models / "tiny-qwen2-vl", frames(root / "a", "testsrc2"), frames(root / "b", "mandelbrot", n=3)
 
 
 def adapter(path, **options):
