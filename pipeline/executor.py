@@ -7,6 +7,7 @@ import json
 import os
 import warnings
 
+from pipeline.config import ConfigError
 from pipeline.runner import CRASHES, RayRunner, Runner, ray_task
 from pipeline.stage import Ctx, StageParams
 
@@ -28,18 +29,40 @@ class LocalExecutor:
         return [fn(*a) for a in items]
 
 
+def shortfall(stages: list[StageParams], have: dict) -> dict:
+    """Actor pools hold their resources for the whole streaming run, so the pools at their minimum size and any
+    one task must fit at once, or Ray Data waits forever. Returns {Ray resource: (needed, have)} for what
+    `have` (Ray's resource totals) lacks."""
+    from stages import REGISTRY
+    pools, task = {}, {}
+    for p in stages:
+        kind, r = REGISTRY[p.name], p.resources
+        if kind.barrier or kind.sink:  # the barrier runs in the driver, the sink after the stream
+            continue
+        ask = {"CPU": r.cpus, "GPU": r.gpus, "memory": (r.memory_gb or 0) * 2**30, **r.custom}
+        n = r.actors if isinstance(r.actors, int) else r.actors[0]
+        for k, v in ask.items():
+            if kind.uses_model:
+                pools[k] = pools.get(k, 0) + v * n
+            else:
+                task[k] = max(task.get(k, 0), v)
+    need = {k: pools.get(k, 0) + task.get(k, 0) for k in pools.keys() | task.keys()}
+    return {k: (v, have.get(k, 0)) for k, v in need.items() if v > have.get(k, 0) + 1e-6}
+
+
 class RayExecutor:
     """Ray Data: stages overlap in streaming; a barrier stage (global top-N) materializes first."""
 
     def __init__(self, address: str | None = None, num_cpus: int | None = None, object_store_mb: int | None = None):
         import ray
         self.ray = ray
+        address = address or os.environ.get("RAY_ADDRESS")
+        self.local = address in (None, "", "local")  # a cluster may autoscale: its size is not checked
         if not ray.is_initialized():
             env = {k: v for k, v in os.environ.items()
                    if k.startswith("MVID_") or k in ("TRANSFORMERS_VERBOSITY", "HF_HUB_DISABLE_PROGRESS_BARS")}
-            address = address or os.environ.get("RAY_ADDRESS")
-            kw = {} if address else {"num_cpus": num_cpus, "include_dashboard": False,
-                                     "object_store_memory": object_store_mb and object_store_mb * 2**20}
+            kw = {} if not self.local else {"num_cpus": num_cpus, "include_dashboard": False,
+                                            "object_store_memory": object_store_mb and object_store_mb * 2**20}
             # "local": without an address Ray would join any cluster running on this machine.
             ray.init(address=address or "local", runtime_env={"env_vars": env}, log_to_driver=True,
                      logging_level="WARNING", **kw)
@@ -53,6 +76,14 @@ class RayExecutor:
         rd = self.ray.data
         if not recs:
             return 0
+        short = self.local and shortfall(stages, self.ray.cluster_resources())
+        if short:
+            gb = {"memory": 2**30}
+            raise ConfigError("the local Ray is too small for the stages' actor pools (their minimum sizes) and "
+                              "their largest task at once: " + ", ".join(
+                                  f"{k} needs {v / gb.get(k, 1):g}{' GB' * (k in gb)}, has {h / gb.get(k, 1):g}"
+                                  for k, (v, h) in sorted(short.items())) +
+                              "; lower stages' resources (cpus, gpus, memory_gb, actors) or raise ray.num_cpus")
         ds = rd.from_items([{"rec": json.dumps(r, sort_keys=True)} for r in recs],
                            override_num_blocks=max(1, min(len(recs), 4096)))
         for p in stages:
@@ -69,6 +100,8 @@ class RayExecutor:
             kw = dict(batch_size=p.batch_size, batch_format="numpy", num_cpus=res.cpus)
             if res.gpus:
                 kw["num_gpus"] = res.gpus
+            if res.memory_gb:
+                kw["memory"] = int(res.memory_gb * 2**30)
             if res.custom:
                 kw["resources"] = res.custom
             if cls.uses_model:

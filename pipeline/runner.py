@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import resource
 import sys
 import time
 import traceback
@@ -27,14 +28,17 @@ def error_code(e: BaseException) -> str:
 
 
 def log_time(ctx: Ctx, stage: str, keys: list[str], seconds: float, what: str = "batch") -> None:
-    """Append where and how long a stage ran to work/timings/<stage>/, one file per process (bench/e2e.py
-    and tests/test_cluster.py read them). Kept out of the stage outputs, which must not change between runs."""
+    """Append where and how long a stage ran, and the process's peak RSS so far, to work/timings/<stage>/, one
+    file per process (bench/e2e.py and tests/test_cluster.py read them). Kept out of the stage outputs, which
+    must not change between runs."""
     ray = sys.modules.get("ray")
     node = ray.get_runtime_context().get_node_id() if ray and ray.is_initialized() else "local"
     d = ctx.work / "timings" / stage
     d.mkdir(parents=True, exist_ok=True)
     with open(d / f"{node[:12]}-{os.getpid()}.jsonl", "a") as f:
-        f.write(json.dumps({"what": what, "node": node, "keys": keys, "seconds": round(seconds, 4)}) + "\n")
+        rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024  # KiB on Linux
+        f.write(json.dumps({"what": what, "node": node, "keys": keys, "seconds": round(seconds, 4),
+                            "rss_mb": rss}) + "\n")
 
 
 class Runner:

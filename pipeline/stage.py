@@ -14,6 +14,8 @@ class Resources(BaseModel):
     gpus: float = Field(0.0, ge=0)
     # Actor pool size for model stages: a fixed count or (min, max) for autoscaling.
     actors: PositiveInt | tuple[PositiveInt, PositiveInt] = 1
+    # Host RAM per worker that Ray reserves when it places one (the peak RSS in work/timings/ is a guide).
+    memory_gb: float | None = Field(None, gt=0)
     # Extra Ray custom resources, e.g. {"accel": 1} to pin a stage to some nodes.
     custom: dict[str, float] = {}
 

@@ -2,7 +2,8 @@
 worker nodes, each its own raylet with its own resources), driven by `mvid run` and `mvid stage` through
 RAY_ADDRESS as on a real cluster.
 
-- split asks for a custom resource standing in for a GPU ("gpu_sim"): it runs only on the node that has it;
+- split asks for a custom resource standing in for a GPU ("gpu_sim"): it runs only on the node that has it and
+  the host memory split asks for (a second gpu_sim node has too little);
 - a worker node is killed while it extracts clips: the run still writes every clip exactly once, and every input
   ends up in the shards or in failures.jsonl.
 Which node ran what comes from work/timings/ (pipeline/runner.py writes each batch's Ray node id there)."""
@@ -31,8 +32,8 @@ MB = 2**20
 STAGES = [
     {"name": "probe", "batch_size": 2, "resources": {"cpus": 0.5}},
     {"name": "split", "min_clip_s": 0.5, "max_clip_s": 3.0, "window_batch": 2, "threads": 1,
-     "resources": {"cpus": 0.5, "actors": 1, "custom": {"gpu_sim": 1}}},
-    {"name": "extract", "frames": 2, "frame_size": 32, "max_side": 96, "resources": {"cpus": 1}},
+     "resources": {"cpus": 0.5, "actors": 1, "memory_gb": 0.5, "custom": {"gpu_sim": 1}}},
+    {"name": "extract", "frames": 2, "frame_size": 32, "max_side": 96, "resources": {"cpus": 1, "memory_gb": 0.25}},
     {"name": "shard", "target_mb": 1},
 ]
 
@@ -68,6 +69,7 @@ def timings(work, stage) -> list[dict]:
 def test_custom_resource_placement_and_node_loss(cluster, inputs, tmp_path, mvid):
     c, node = cluster
     gpu = c.add_node(num_cpus=1, resources={"gpu_sim": 1}, **node)  # split's actor: 0.5 CPU + gpu_sim
+    small = c.add_node(num_cpus=1, resources={"gpu_sim": 1}, memory=128 * MB, **node)  # RAM for neither
     victim = c.add_node(num_cpus=1, **node)  # the only node with a whole free CPU: extract starts here
     lst, n_inputs, bad = inputs
     work, out = tmp_path / "work", tmp_path / "out"
@@ -91,9 +93,11 @@ def test_custom_resource_placement_and_node_loss(cluster, inputs, tmp_path, mvid
     for stage in ("probe", "split", "extract", "shard"):
         for t in timings(work, stage):
             ran[stage].add(t["node"])
-    assert ran["split"] == {gpu.node_id}  # the only node with gpu_sim
+    assert ran["split"] == {gpu.node_id}  # the only node with gpu_sim and 0.5 GB
     assert victim.node_id in ran["extract"]
     assert ran["extract"] <= {victim.node_id, spare.node_id, gpu.node_id}
+    assert small.node_id not in ran["split"] | ran["extract"]  # too little memory for either
+    assert all(t["rss_mb"] > 50 for t in timings(work, "split"))  # a torch process's peak RSS
 
     # Every clip split made is in the shards exactly once; every input is in the shards or in failures.jsonl.
     splits = [json.loads(p.read_text()) for p in (work / "stages/split").glob("*/*.json")]

@@ -5,6 +5,7 @@ import pytest
 
 from pipeline import config
 from pipeline.config import ConfigError
+from pipeline.executor import shortfall
 
 
 @pytest.mark.parametrize("profile", ["demo", "production"])
@@ -68,28 +69,38 @@ def pools(stages) -> list:
             for s in stages if REGISTRY[s.name].uses_model]
 
 
-def test_demo_pools_and_a_task_fit_its_cpus():
-    """Actor pools hold their CPUs for the whole streaming run: the pools' minimums and the largest task must fit
-    in the local Ray's CPUs together, or Ray Data stalls."""
-    from stages import REGISTRY
+def test_demo_fits_its_cpus_and_8_gb():
+    """Actor pools hold their resources for the whole streaming run: the pools' minimums and the largest task must
+    fit in the local Ray together, or Ray Data stalls; on fewer CPUs the shortfall is named."""
     cfg = config.load("demo")
-    kinds = {s.name: REGISTRY[s.name] for s in cfg.stages}
-    task = max(s.resources.cpus for s in cfg.stages
-               if not (kinds[s.name].uses_model or kinds[s.name].barrier or kinds[s.name].sink))
-    assert sum(s.resources.cpus * n for s, n in pools(cfg.stages)) + task <= cfg.ray.num_cpus
+    assert shortfall(cfg.stages, {"CPU": cfg.ray.num_cpus, "memory": 8 * 2**30}) == {}
+    # split 0.5 + 7 x 0.125, and extract's 0.5
+    assert shortfall(cfg.stages, {"CPU": 1, "memory": 8 * 2**30}) == {"CPU": (1.875, 1)}
 
 
 def test_production_fits_an_8_gpu_node():
-    """Every pool's minimum starts on one node (8 GPUs, 192 vCPUs); GPU shares pack whole GPUs; a vLLM actor
-    reserves no more GPU memory than its share."""
+    """Every pool's minimum starts on one node (8 GPUs, 192 vCPUs, 2 TiB); every stage reserves host memory;
+    GPU shares pack whole GPUs; a vLLM actor reserves no more GPU memory than its share."""
     from models.base import ModelSpec
-    stages = config.load("production").stages
+    cfg = config.load("production")
+    stages = cfg.stages
     low = pools(stages)
     assert sum(s.resources.gpus * n for s, n in low) <= 8
     assert sum(s.resources.cpus * n for s, n in low) <= 192
+    assert all(s.resources.memory_gb for s, _ in low) and cfg.stage("extract").resources.memory_gb
+    assert sum(s.resources.memory_gb * n for s, n in low) <= 2048
     for s in stages:
         g = s.resources.gpus
         assert not g or (1 / g).is_integer(), (s.name, g)
         for spec in (v for _, v in s if isinstance(v, ModelSpec) and v.backend == "vllm"):
             o = spec.options
             assert o.get("gpu_memory_utilization", o.get("engine", {}).get("gpu_memory_utilization", 0.9)) <= g, s.name
+
+
+def test_run_refuses_a_local_ray_too_small_for_its_pools(samples, tmp_path, mvid):
+    """On a local Ray the check runs after Ray starts and before any stage: Ray Data would wait forever."""
+    dest, _ = samples
+    p = mvid("run", "--input", dest / "inputs.jsonl", "--work", tmp_path / "w", "--out", tmp_path / "o",
+             "--set", "ray.num_cpus=1", check=False)
+    assert p.returncode == 2, p.stderr
+    assert "CPU needs 1.875, has 1;" in p.stderr and not (tmp_path / "w/stages").exists()
