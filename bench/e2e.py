@@ -16,9 +16,9 @@ import time
 from collections import defaultdict
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-
 from report import write_section
+
+ROOT = Path(__file__).resolve().parents[1]
 HEADING = "## Pipeline"
 
 
@@ -36,12 +36,14 @@ def prepare() -> Path:
 
 
 def timings(work: Path) -> dict[str, dict]:
-    """Per stage: items and batches processed, seconds in batches, model setups and their seconds."""
+    """Per stage: items and batches processed, seconds in batches, model setups and their seconds, and the
+    largest peak RSS of its workers."""
     out = defaultdict(lambda: defaultdict(float))
     for p in (work / "timings").glob("*/*.jsonl"):
         t = out[p.parent.name]
         for line in p.read_text().splitlines():
             e = json.loads(line)
+            t["rss_mb"] = max(t["rss_mb"], e["rss_mb"])
             if e["what"] == "setup":
                 t["setups"] += 1
                 t["setup_s"] += e["seconds"]
@@ -77,16 +79,17 @@ def main() -> None:
 
     kinds = {n: "actors" if c.uses_model else "barrier" if c.barrier else "sink tasks" if c.sink else "tasks"
              for n, c in REGISTRY.items()}
-    rows = ["| stage | runs as | items | batches | compute s | model setups | setup s |", "|---|---|---|---|---|---|---|"]
+    rows = ["| stage | runs as | items | batches | compute s | model setups | setup s | peak RSS MB | memory_gb |",
+            "|---|---|---|---|---|---|---|---|---|"]
     for p in cfg.stages:
         t = stages[p.name]
         rows.append(f"| {p.name} | {kinds[p.name]} | {t['items']:.0f} | {t['batches']:.0f} | {t['compute_s']:.1f} | "
-                    f"{t['setups']:.0f} | {t['setup_s']:.1f} |")
+                    f"{t['setups']:.0f} | {t['setup_s']:.1f} | {t['rss_mb']:.0f} | {p.resources.memory_gb or '-'} |")
     compute = sum(t["compute_s"] for t in stages.values())
     setup = sum(t["setup_s"] for t in stages.values())
     cpus = cfg.ray.num_cpus
     rest = wall - ray_s - (compute + setup) / cpus
-    rows.append(f"| **all** | | | | **{compute:.1f}** | | **{setup:.1f}** |")
+    rows.append(f"| **all** | | | | **{compute:.1f}** | | **{setup:.1f}** | | |")
     summary = [
         "| measure | value |", "|---|---|",
         f"| videos in / clips made / clips in the shards | {s.videos} / {made} / {s.clips} |",
@@ -107,7 +110,9 @@ def main() -> None:
             f"Compute is the time inside each stage's batches (model calls, ffmpeg, persisting outputs); setup is "
             f"loading models, once per actor or task. Stage compute / wall is how many stages worked at once on "
             f"average; the last row is the time that neither stage work nor setup fills even with both CPUs busy: "
-            f"scheduling, serialization, actor start-up, stages waiting on each other.\n\n"
+            f"scheduling, serialization, actor start-up, stages waiting on each other. Peak RSS is the largest of "
+            f"a stage's worker processes (ffmpeg children not counted), beside the host memory the profile reserves "
+            f"per worker.\n\n"
             + "\n".join(summary) + "\n\n" + "\n".join(rows))
     print(text)
     write_section(HEADING, text)
