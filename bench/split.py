@@ -20,12 +20,11 @@ import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-
+from pipeline.samples import make_cut_video, transnet_video
 from report import write_section
-from pipeline.samples import make_cut_video, transnet_video  # noqa: E402
-from stages.split import cuts, f1, true_cuts  # noqa: E402
+from stages.split import cuts, f1, true_cuts
 
+ROOT = Path(__file__).resolve().parents[1]
 HEADING = "## Split"
 BIN = Path(sys.executable).parent
 FRAME = 48 * 27 * 3  # bytes of one decoded frame

@@ -60,8 +60,9 @@ def test_fbank_matches_kaldi_native_fbank(wavs, window):
 
 @pytest.fixture(scope="module")
 def captioner(tiny_models):
-    a = BACKENDS["transformers"](ModelSpec(backend="transformers", model=str(tiny_models / "tiny-qwen2-audio"), device="cpu",
-                                           options={"max_new_tokens": 8}))
+    spec = ModelSpec(backend="transformers", model=str(tiny_models / "tiny-qwen2-audio"), device="cpu",
+                     options={"max_new_tokens": 8})
+    a = BACKENDS["transformers"](spec)
     a.load()
     return a
 

@@ -90,8 +90,8 @@ def test_audio_content(corpus):
 
 def test_dissolve_everywhere_and_wav_audio(tmp_path):
     wav = tmp_path / "tone.wav"
-    subprocess.run(["ffmpeg", "-loglevel", "error", "-f", "lavfi", "-i", "sine=frequency=440:sample_rate=16000:duration=0.5",
-                    str(wav)], check=True, timeout=60)
+    tone = "sine=frequency=440:sample_rate=16000:duration=0.5"
+    subprocess.run(["ffmpeg", "-loglevel", "error", "-f", "lavfi", "-i", tone, str(wav)], check=True, timeout=60)
     t = make_cut_video(tmp_path / "v.mp4", [20, 15, 25], fps=10, size=(160, 90), transition=("dissolve", 5),
                        audio=wav)
     assert t == {"fps": 10, "frames": 48, "cuts": [17, 26], "transitions": [[15, 19], [24, 28]]}
