@@ -40,10 +40,9 @@ def shortfall(stages: list[StageParams], have: dict) -> dict:
         if kind.barrier or kind.sink:  # the barrier runs in the driver, the sink after the stream
             continue
         ask = {"CPU": r.cpus, "GPU": r.gpus, "memory": (r.memory_gb or 0) * 2**30, **r.custom}
-        n = r.actors if isinstance(r.actors, int) else r.actors[0]
         for k, v in ask.items():
             if kind.uses_model:
-                pools[k] = pools.get(k, 0) + v * n
+                pools[k] = pools.get(k, 0) + v * r.least
             else:
                 task[k] = max(task.get(k, 0), v)
     need = {k: pools.get(k, 0) + task.get(k, 0) for k in pools.keys() | task.keys()}
@@ -78,12 +77,12 @@ class RayExecutor:
             return 0
         short = self.local and shortfall(stages, self.ray.cluster_resources())
         if short:
-            gb = {"memory": 2**30}
-            raise ConfigError("the local Ray is too small for the stages' actor pools (their minimum sizes) and "
-                              "their largest task at once: " + ", ".join(
-                                  f"{k} needs {v / gb.get(k, 1):g}{' GB' * (k in gb)}, has {h / gb.get(k, 1):g}"
-                                  for k, (v, h) in sorted(short.items())) +
-                              "; lower stages' resources (cpus, gpus, memory_gb, actors) or raise ray.num_cpus")
+            def amount(k, v):
+                return f"{v / 2**30:g} GB" if k == "memory" else f"{v:g}"
+            lack = ", ".join(f"{k} needs {amount(k, v)}, has {amount(k, h)}" for k, (v, h) in sorted(short.items()))
+            raise ConfigError(f"the local Ray is too small for the stages' actor pools (their minimum sizes) and "
+                              f"their largest task at once: {lack}; lower stages' resources (cpus, gpus, "
+                              f"memory_gb, actors) or raise ray.num_cpus")
         ds = rd.from_items([{"rec": json.dumps(r, sort_keys=True)} for r in recs],
                            override_num_blocks=max(1, min(len(recs), 4096)))
         for p in stages:

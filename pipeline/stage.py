@@ -26,6 +26,11 @@ class Resources(BaseModel):
             raise ValueError(f"actors [min, max] needs min <= max, got {list(v)}")
         return v
 
+    @property
+    def least(self) -> int:
+        """The actor pool's minimum size."""
+        return self.actors if isinstance(self.actors, int) else self.actors[0]
+
     @field_validator("gpus")
     @classmethod
     def _whole(cls, v):

@@ -1,5 +1,4 @@
 import json
-import os
 import re
 import subprocess
 import sys
@@ -20,13 +19,9 @@ def tiny_models(tmp_path_factory):
     from models import tiny
     d = tmp_path_factory.mktemp("models")
     tiny(d)
-    old = os.environ.get("MVID_MODEL_DIR")
-    os.environ["MVID_MODEL_DIR"] = str(d)
-    yield d
-    if old is None:
-        del os.environ["MVID_MODEL_DIR"]
-    else:
-        os.environ["MVID_MODEL_DIR"] = old
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("MVID_MODEL_DIR", str(d))
+        yield d
 
 
 @pytest.fixture(scope="session")

@@ -70,7 +70,7 @@ def test_custom_resource_placement_and_node_loss(cluster, inputs, tmp_path, mvid
     c, node = cluster
     gpu = c.add_node(num_cpus=1, resources={"gpu_sim": 1}, **node)  # split's actor: 0.5 CPU + gpu_sim
     small = c.add_node(num_cpus=1, resources={"gpu_sim": 1}, memory=128 * MB, **node)  # RAM for neither
-    victim = c.add_node(num_cpus=1, **node)  # the only node with a whole free CPU: extract starts here
+    victim = c.add_node(num_cpus=1, **node)  # the only node with a free CPU and RAM for extract: it starts here
     lst, n_inputs, bad = inputs
     work, out = tmp_path / "work", tmp_path / "out"
     cfg = tmp_path / "cluster.yaml"

@@ -65,8 +65,7 @@ def test_cli_reports_bad_config_without_traceback(mvid):
 def pools(stages) -> list:
     """(stage params, the pool's minimum size) of every model stage."""
     from stages import REGISTRY
-    return [(s, s.resources.actors if isinstance(s.resources.actors, int) else s.resources.actors[0])
-            for s in stages if REGISTRY[s.name].uses_model]
+    return [(s, s.resources.least) for s in stages if REGISTRY[s.name].uses_model]
 
 
 def test_demo_fits_its_cpus_and_8_gb():
