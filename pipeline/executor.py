@@ -39,7 +39,7 @@ def shortfall(stages: list[StageParams], have: dict) -> dict:
         kind, r = REGISTRY[p.name], p.resources
         if kind.barrier or kind.sink:  # the barrier runs in the driver, the sink after the stream
             continue
-        ask = {"CPU": r.cpus, "GPU": r.gpus, "memory": (r.memory_gb or 0) * 2**30, **r.custom}
+        ask = {"CPU": r.cpus, "GPU": r.gpus, "memory": r.memory_bytes, **r.custom}
         for k, v in ask.items():
             if kind.uses_model:
                 pools[k] = pools.get(k, 0) + v * r.least
@@ -99,8 +99,8 @@ class RayExecutor:
             kw = dict(batch_size=p.batch_size, batch_format="numpy", num_cpus=res.cpus)
             if res.gpus:
                 kw["num_gpus"] = res.gpus
-            if res.memory_gb:
-                kw["memory"] = int(res.memory_gb * 2**30)
+            if res.memory_bytes:
+                kw["memory"] = res.memory_bytes
             if res.custom:
                 kw["resources"] = res.custom
             if cls.uses_model:

@@ -31,6 +31,11 @@ class Resources(BaseModel):
         """The actor pool's minimum size."""
         return self.actors if isinstance(self.actors, int) else self.actors[0]
 
+    @property
+    def memory_bytes(self) -> int:
+        """memory_gb as Ray counts it; 0 when unset."""
+        return int((self.memory_gb or 0) * 2**30)
+
     @field_validator("gpus")
     @classmethod
     def _whole(cls, v):

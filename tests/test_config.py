@@ -62,12 +62,6 @@ def test_cli_reports_bad_config_without_traceback(mvid):
     assert "Traceback" not in p.stderr
 
 
-def pools(stages) -> list:
-    """(stage params, the pool's minimum size) of every model stage."""
-    from stages import REGISTRY
-    return [(s, s.resources.least) for s in stages if REGISTRY[s.name].uses_model]
-
-
 def test_demo_fits_its_cpus_and_8_gb():
     """Actor pools hold their resources for the whole streaming run: the pools' minimums and the largest task must
     fit in the local Ray together, or Ray Data stalls; on fewer CPUs the shortfall is named."""
@@ -78,16 +72,14 @@ def test_demo_fits_its_cpus_and_8_gb():
 
 
 def test_production_fits_an_8_gpu_node():
-    """Every pool's minimum starts on one node (8 GPUs, 192 vCPUs, 2 TiB); every stage reserves host memory;
-    GPU shares pack whole GPUs; a vLLM actor reserves no more GPU memory than its share."""
+    """Every pool's minimum and the largest task start on one node (8 GPUs, 192 vCPUs, 2 TiB); every model stage
+    and extract reserve host memory; GPU shares pack whole GPUs; a vLLM actor reserves no more GPU memory than
+    its share."""
     from models.base import ModelSpec
-    cfg = config.load("production")
-    stages = cfg.stages
-    low = pools(stages)
-    assert sum(s.resources.gpus * n for s, n in low) <= 8
-    assert sum(s.resources.cpus * n for s, n in low) <= 192
-    assert all(s.resources.memory_gb for s, _ in low) and cfg.stage("extract").resources.memory_gb
-    assert sum(s.resources.memory_gb * n for s, n in low) <= 2048
+    from stages import REGISTRY
+    stages = config.load("production").stages
+    assert shortfall(stages, {"GPU": 8, "CPU": 192, "memory": 2048 * 2**30}) == {}
+    assert all(s.resources.memory_gb for s in stages if REGISTRY[s.name].uses_model or s.name == "extract")
     for s in stages:
         g = s.resources.gpus
         assert not g or (1 / g).is_integer(), (s.name, g)
