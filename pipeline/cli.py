@@ -17,7 +17,6 @@ def _config_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", help="output folder (shards, manifest, index)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="config override, e.g. stages.split.threshold=0.4 (repeatable)")
-    p.add_argument("--local", action="store_true", help="in-process executor instead of Ray (debugging)")
 
 
 def _config(a):
@@ -29,10 +28,8 @@ def _config(a):
     return config.load(a.config or a.profile, sets)
 
 
-def _executor(a, cfg):
-    from pipeline.executor import LocalExecutor, RayExecutor
-    if a.local:
-        return LocalExecutor()
+def _executor(cfg):
+    from pipeline.executor import RayExecutor
     r = cfg.ray
     return RayExecutor(r.address, r.num_cpus, r.object_store_mb)
 
@@ -52,7 +49,7 @@ def _pipeline(a):
 
 def cmd_run(a) -> int:
     cfg, pipe = _pipeline(a)
-    s = pipe.run(_executor(a, cfg))
+    s = pipe.run(_executor(cfg))
     print(s.text())
     print(f"shards in {pipe.ctx.out}  (inspect: mvid shards inspect {pipe.ctx.out})")
     return 0
@@ -62,8 +59,8 @@ def cmd_stage(a) -> int:
     cfg, pipe = _pipeline(a)
     select = "all" if a.all else "failed" if a.failed else "missing"
     ids = [i for x in a.ids for i in x.split(",") if i] if a.ids else None
-    n = pipe.rerun(_executor(a, cfg), a.name, select, ids)
-    print(f"{a.name}: {n} records out. Downstream stages rerun where their input changed: mvid run")
+    n = pipe.rerun(_executor(cfg), a.name, select, ids)
+    print(f"{a.name}: ran on {n} units. Later stages rerun where their input changed: mvid run")
     return 0
 
 

@@ -52,6 +52,9 @@ class Config(BaseModel):
             raise ValueError(f"a stage is listed twice: {names}")
         if [REGISTRY[n].sink for n in names].count(True) != 1 or not REGISTRY[names[-1]].sink:
             raise ValueError("the last stage, and only it, must be the sink (shard)")
+        bar = [i for i, n in enumerate(names) if REGISTRY[n].barrier]
+        if bar and bar != [len(names) - 2]:
+            raise ValueError("a barrier stage (select) may appear once, right before the sink")
         return out
 
     def stage(self, name: str) -> StageParams:

@@ -1,4 +1,5 @@
-"""The Pipeline: the config's ordered stages, run over the inputs, then the sink writes the shards."""
+"""The Pipeline: the config's stream stages run over the units of the input, then the global selection, then
+one shard per unit. The driver holds config, counts and per-shard rows, never per-clip data."""
 from __future__ import annotations
 
 import json
@@ -7,15 +8,19 @@ import re
 import time
 from collections import Counter
 from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
 
 from models.base import ModelLoadError
 from pipeline.config import Config, ConfigError
-from pipeline.inputs import discover
-from pipeline.runner import log_time
+from pipeline.inputs import read_unit, write_units
 from pipeline.stage import Ctx, Stage, reject_of
-from pipeline.store import Store, atomic_write, digest
+from pipeline.store import Parts, digest
+from schemas import record as R
 from schemas import shard as S
 from stages import REGISTRY
+from stages.select import bins, cutoff, within
 
 log = logging.getLogger("mvid")
 
@@ -42,7 +47,7 @@ class Summary:
                 lines.append(f"{title}: " + ", ".join(f"{k}={v}" for k, v in sorted(c.items())))
         lines += [f"  [{j['stage']}] {j['code']}: {j['path']}: {j['message']}" for j in self.failed[:show]]
         if len(self.failed) > show:
-            lines.append(f"  ... {len(self.failed) - show} more in {S.FAILURES}")
+            lines.append(f"  ... more in {S.FAILURES}/")
         return "\n".join(lines)
 
 
@@ -51,7 +56,9 @@ class Pipeline:
         self.cfg = cfg
         self.ctx = Ctx(cfg.work_dir.resolve(), cfg.output_dir.resolve())
         self.stages: list[Stage] = [REGISTRY[p.name](p, self.ctx) for p in cfg.stages]
-        self.stream, self.sink = self.stages[:-1], self.stages[-1]
+        self.sink = self.stages[-1]
+        self.select = next((s for s in self.stages if s.barrier), None)
+        self.stream = [s for s in self.stages if not (s.barrier or s.sink)]
 
     def preflight(self) -> None:
         """Checks before any video is touched: inputs exist, every model's files resolve."""
@@ -60,99 +67,176 @@ class Pipeline:
         for s in self.stages:
             s.preflight()
 
-    def inputs(self) -> tuple[list[dict], list[dict]]:
-        return discover(self.cfg.input)
+    def units(self) -> tuple[int, int]:
+        n, videos = write_units(self.cfg.input, self.ctx.work, self.sink.p.videos)
+        log.info("%d videos in %d units from %s", videos, n, self.cfg.input)
+        return n, videos
 
     def run(self, ex) -> Summary:
         t = time.time()
         self.preflight()
-        recs, missing = self.inputs()
-        log.info("%d videos from %s", len(recs), self.cfg.input)
-        _stream(ex, [s.p for s in self.stream], recs, self.ctx)
-        return self.write(ex, recs, missing, t)
+        n, videos = self.units()
+        self.advance(ex, n, self.stream)
+        return self.write(ex, n, videos, t)
 
     def rerun(self, ex, name: str, select: str = "missing", ids: list[str] | None = None) -> int:
-        """Rerun one stage on its persisted inputs: all, missing or failed items, or the given ids."""
+        """Rerun one stage: all, missing or failed items, or the units holding the given ids. Returns the units
+        it ran on (the sink: the clips it wrote). Stages before it are taken from their parts."""
         names = [s.name for s in self.stages]
         if name not in names:
             raise ConfigError(f"stage {name!r} is not in this config: {names}")
         self.preflight()
+        n, videos = self.units()
         i = names.index(name)
-        if self.stages[i].sink:
-            recs, missing = self.inputs()
-            return self.write(ex, recs, missing, time.time()).clips
-        recs, _ = self.inputs()
-        for s in self.stream[:i]:
-            recs, _ = self.outputs(s, recs)
-        st, store = self.stages[i], Store(self.ctx.work, name)
-        if ids:
-            wanted = set(ids)
-            recs = [r for r in recs if r[st.key] in wanted or r["video_id"] in wanted]
-        elif select == "missing":
-            recs = [r for r in recs if store.get(r[st.key]) is None]
-        elif select == "failed":
-            recs = [r for r in recs if any(j["kind"] == "error" for j in (store.get(r[st.key]) or {}).get("rejects", []))]
-        log.info("rerunning %s on %d items", name, len(recs))
-        return _stream(ex, [st.p], recs, self.ctx, force=select != "missing" or bool(ids))
+        if i >= len(self.stream):
+            return self.write(ex, n, videos, time.time()).clips
+        force = set(ids) if ids else None if select == "missing" else select
+        return self.advance(ex, n, self.stream[:i + 1], {name: force} if force else {})
 
-    def outputs(self, st: Stage, recs: list[dict]) -> tuple[list[dict], list[dict]]:
-        """What a stage persisted for these inputs; a missing or stale entry becomes a reject."""
-        store, fp, out, rejects = Store(self.ctx.work, st.name), st.fingerprint(), [], []
-        for r in recs:
-            e = store.get(r[st.key])
-            if e is None:
-                rejects.append(reject_of(r, "not_processed", f"no {st.name} output: run `mvid run` again", stage=st.name))
-            elif e["input_hash"] != digest([fp, r]):
-                rejects.append(reject_of(r, "stale", f"{st.name} output predates its input: run `mvid run` again",
-                                         stage=st.name))
-            else:
-                out += e["records"]
-                rejects += e["rejects"]
-        return out, rejects
+    def advance(self, ex, n: int, stages: list[Stage], force: dict | None = None) -> int:
+        """Stream the units that are not done with `stages` through them; returns how many ran. A unit whose
+        parts are all valid is skipped before any stage sees it; a run with none left starts no actor."""
+        force = force or {}
+        ex.check([s.p for s in stages])
+        fps = [s.fingerprint() for s in stages]
+        names = [s.name for s in stages]
+        todo = ex.units(n, _pending, work=self.ctx.work, stages=names, fps=fps, forced=bool(force)).materialize()
+        k = todo.count()
+        log.info("%d of %d units to run through %s", k, n, ", ".join(names))
+        if k:
+            # Counting holds no CPU: a CPU for it would be budgeted away from the stages and stall them.
+            ds = ex.stream(todo, [s.p for s in stages], fps, self.ctx, force).map_batches(
+                _counts, batch_format="pyarrow", num_cpus=0)
+            _stream(ex, ds)
+        return k
 
-    def write(self, ex, recs: list[dict], rejects: list[dict], t0: float) -> Summary:
-        """Walk the persisted lineage from the inputs to the final clips, then write the shards."""
-        videos = len(recs) + len(rejects)
-        for s in self.stream:
-            recs, rej = self.outputs(s, recs)
-            rejects += rej
-        sink = self.sink
-        byid = {r["clip_id"]: r for r in recs}
-        plan = sink.plan({k: r["media_bytes"] for k, r in byid.items()})
+    def write(self, ex, n: int, videos: int, t0: float) -> Summary:
+        """The global selection, then one shard per unit, then the manifest; the driver sees per-shard rows."""
+        chain = {"work": self.ctx.work, "stages": [s.name for s in self.stream],
+                 "fps": [s.fingerprint() for s in self.stream]}
+        sel, cut, key, k, pool = self.select, None, "all", 0, 0
+        if sel:
+            narrow = ex.units(n, _pool, select=sel.p.model_dump(), **chain).materialize()
+            pool = narrow.count()
+            k = sel.n(pool)
+            cut = cutoff(lambda: pool, lambda a, b: _hist(ex, narrow, a, b), lambda a, b: _fetch(ex, narrow, a, b), k)
+            key = digest([sel.fingerprint(), cut, k, pool])
+            log.info("select: %s of %d scored clips", "all" if cut is None else k, pool)
         # Shards are replaced in place: the old manifest goes first, so that no manifest lists a shard whose
         # bytes it does not describe, and the new one comes last.
         (self.ctx.out / S.MANIFEST).unlink(missing_ok=True)
-        errors = Counter(j["code"] for j in rejects if j["kind"] == "error")
-        drops = Counter(j["code"] for j in rejects if j["kind"] != "error")
-        rows = sorted((json.dumps(j, sort_keys=True) for j in rejects))
+        ds = ex.units(n, _shard, sink=self.sink.p.model_dump(), select=sel and sel.p.model_dump(),
+                      cut=(cut, k, pool), key=digest([key, self.sink.fingerprint()]), ctx=self.ctx, **chain)
         try:
-            parts = ex.map(_write_shard, [(sink.p.model_dump(), self.ctx, i, [byid[k] for k in keys])
-                                          for i, keys in enumerate(plan)])
-            atomic_write(self.ctx.out / S.FAILURES, "".join(r + "\n" for r in rows).encode())
-            sink.finish(parts, errors + drops)
-        except OSError as e:  # disk full, a failing mount; through Ray the OSError is the task error's cause
-            raise RunError(f"writing the output failed ({getattr(e, 'cause', e)}); no manifest lists a partial "
+            done = sorted((json.loads(r["done"]) for r in ex.rows(ds)), key=lambda d: d["entry"]["name"])
+            man = self.sink.finish(done, videos)
+        except Exception as e:  # disk full, a failing mount; through Ray the OSError is the task error's cause
+            cause = e if isinstance(e, OSError) else getattr(e, "cause", None)
+            if not isinstance(cause, OSError):
+                raise
+            raise RunError(f"writing the output failed ({cause}); no manifest lists a partial "
                            f"shard. Run `mvid run` again once {self.ctx.out} is writable.") from None
-        failed = sorted((j for j in rejects if j["kind"] == "error"), key=lambda j: (str(j["path"]), j["stage"]))
-        return Summary(videos=videos, clips=len(recs), shards=len(plan), failures=errors, drops=drops,
-                       seconds=time.time() - t0, failed=failed)
+        kinds = Counter()
+        for d in done:
+            kinds.update(d["stats"]["kinds"])
+        split = lambda kind: Counter({k.split(":", 1)[1]: v for k, v in kinds.items() if k.startswith(kind + ":")})
+        failed = sorted((j for d in done for j in d["errors"]), key=lambda j: (str(j["path"]), j["stage"]))
+        return Summary(videos=videos, clips=man.samples, shards=len(man.shards), failures=split("error"),
+                       drops=split("drop"), seconds=time.time() - t0, failed=failed)
 
 
-def _stream(ex, stages, recs, ctx, force=False) -> int:
-    """ex.stream, with a model that fails to load in a Ray actor reported as the one line it raised."""
+def _stream(ex, ds) -> None:
+    """Run a streaming Dataset, with a model that fails to load in a Ray actor reported as the one line it raised."""
     try:
-        return ex.stream(stages, recs, ctx, force)
+        for _ in ex.rows(ds):
+            pass
     except ModelLoadError:
         raise
-    except Exception as e:  # noqa: BLE001 - Ray keeps only the text of an actor's constructor error
+    except Exception as e:  # noqa: BLE001 - Ray keeps only the text of an actor's error
         if m := re.search(r"ModelLoadError: (.+)", str(e)):
             raise ModelLoadError(m.group(1).strip()) from None
         raise
 
 
-def _write_shard(params: dict, ctx: Ctx, index: int, recs: list[dict]) -> dict:
-    from stages import REGISTRY
-    cls, t = REGISTRY[params["name"]], time.perf_counter()
-    part = cls(cls.Params(**params), ctx).write(index, recs)
-    log_time(ctx, params["name"], [r["clip_id"] for r in recs], time.perf_counter() - t)
-    return part
+def _counts(t):
+    import pyarrow as pa
+    return pa.table({"unit": t["unit"], "clips": [sum(len(v["clips"]) for v in u) for u in t["videos"].to_pylist()]})
+
+
+def _pending(i: int, work: Path, stages: list[str], fps: list[str], forced: bool):
+    """Unit i, unless every stage holds a valid part of it."""
+    u = read_unit(work, i)
+    return R.table([] if not forced and _chain(work, u, stages, fps) else [u])
+
+
+def _chain(work: Path, u: dict, stages: list[str], fps: list[str]) -> str | None:
+    """The digest of the unit after the last stage, when every stage's part of it is valid (store.py)."""
+    k = u["_k"]
+    for s, fp in zip(stages, fps):
+        m = Parts(work, s).valid(u["unit"], k, fp)
+        if not m:
+            return None
+        k = m["out"]
+    return k
+
+
+def _leaf(i: int, work: Path, stages: list[str], fps: list[str]) -> tuple[dict, str]:
+    """Unit i as the last stage left it, and its digest; without valid parts, its videos fail as not_processed."""
+    u = read_unit(work, i)
+    k = _chain(work, u, stages, fps)
+    if k:
+        return R.rows(Parts(work, stages[-1]).read(u["unit"]))[0], k
+    for v in u["videos"]:
+        if not v["failed"]:
+            v["failed"], v["rejects"] = True, [reject_of(v, "not_processed", "the stages have not run on it: run "
+                                                         "`mvid run` again", stage="input")]
+    return u, u["_k"]
+
+
+def _pool(i: int, select: dict, **chain):
+    import pyarrow as pa
+    from stages.select import Select, SelectParams, order
+    sel = Select(SelectParams(**select), None)
+    u, _ = _leaf(i, **chain)
+    clips = [c for v in u["videos"] for c in sel.pool(v)]
+    return pa.table({"u": pa.array(order([c["clip_score"] for c in clips]), pa.uint64()),
+                     "c": pa.array([c["clip_id"] for c in clips], pa.string())})
+
+
+def _hist(ex, narrow, prefix: int, shift: int):
+    """stages.select.bins over the whole pool, summed on the driver (65,536 counts at most)."""
+    import pyarrow as pa
+
+    def count(t):
+        b, n = bins(t["u"].to_numpy(), prefix, shift)
+        return pa.table({"b": b, "n": n})
+    h = np.zeros(1 << 16, np.int64)
+    for r in ex.rows(narrow.map_batches(count, batch_format="pyarrow", batch_size=None), 4096):
+        h[r["b"]] += r["n"]
+    return h
+
+
+def _fetch(ex, narrow, prefix: int, shift: int):
+    def pick(t):
+        return t.filter(within(t["u"].to_numpy(), prefix, shift))
+    return [(int(r["u"]), r["c"]) for r in ex.rows(narrow.map_batches(pick, batch_format="pyarrow", batch_size=None))]
+
+
+def _shard(i: int, sink: dict, select: dict | None, cut: tuple, key: str, ctx: Ctx, **chain):
+    """Unit i's shard: its kept clips (the selection applied: cut, n, pool) and every record of what was
+    dropped."""
+    import pyarrow as pa
+    from stages.select import Select, SelectParams
+    from stages.shard import Shard, ShardParams
+    u, k = _leaf(i, **chain)
+    videos = u["videos"]
+    if select:
+        sel = Select(SelectParams(**select), ctx)
+        for v in videos:
+            if v["failed"]:
+                continue
+            res = sel.decide(v, *cut)
+            v["clips"], v["rejects"] = res.records[0]["clips"], v["rejects"] + [{**j, "stage": "select"}
+                                                                                 for j in res.rejects]
+    done = Shard(ShardParams(**sink), ctx).write(i, videos, digest([k, key]))
+    return pa.table({"done": [json.dumps(done)]})

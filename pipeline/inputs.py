@@ -1,75 +1,131 @@
-"""Inputs: a folder or glob of videos, or a Parquet/CSV/JSONL list with `path` and optional
-`video_id`, `transcript`, `language`. Paths are made absolute, duplicates kept once, ids made stable."""
+"""Inputs: a folder or glob of videos, or a Parquet/CSV/JSONL list with `path` and optional `video_id`,
+`transcript` (a string, or segments [{start, end, text}] in video seconds) and `language`.
+
+The listing streams once into work/inputs.parquet: one row group per unit of `per_unit` consecutive videos,
+which every stage then reads as a Ray Dataset. Paths are made absolute, duplicates kept once, ids made stable;
+a listed file that is missing or not a regular file is a failed video of its unit, with its reason."""
 from __future__ import annotations
 
 import glob
 import json
+import os
 from pathlib import Path
+from typing import Iterator
+
+import pyarrow.parquet as pq
 
 from pipeline.stage import reject_of
-from schemas.record import video_id
+from pipeline.store import digest
+from schemas import record as R
 
 VIDEO_EXT = {".mp4", ".mkv", ".webm", ".mov", ".avi", ".m4v", ".flv", ".ts", ".mpg", ".mpeg", ".wmv", ".3gp"}
 LISTS = {".parquet", ".csv", ".jsonl"}
+FILE = "inputs.parquet"
 
 
 class InputError(ValueError):
     pass
 
 
-def _rows(spec: Path) -> list[dict]:
+def _rows(spec: Path) -> Iterator[dict]:
     if spec.suffix == ".jsonl":
-        rows = []
-        for n, line in enumerate(spec.read_text().splitlines(), 1):
-            if line.strip():
-                try:
-                    rows.append(json.loads(line))
-                except json.JSONDecodeError as e:
-                    raise InputError(f"{spec}:{n}: not valid JSON: {e}") from None
-    else:
-        import pyarrow.csv as pcsv
-        import pyarrow.parquet as pq
-        try:
-            rows = (pq.read_table(spec) if spec.suffix == ".parquet" else pcsv.read_csv(spec)).to_pylist()
-        except Exception as e:  # noqa: BLE001 - any reader error names the file
-            raise InputError(f"{spec}: cannot read the input list: {e}") from None
-    for n, r in enumerate(rows, 1):
-        if not isinstance(r, dict) or not r.get("path"):
-            raise InputError(f"{spec}: row {n} has no 'path'")
-        p = Path(str(r["path"])).expanduser()
-        r["path"] = str(p if p.is_absolute() else spec.parent / p)
-    return rows
+        with open(spec) as f:
+            for n, line in enumerate(f, 1):
+                if line.strip():
+                    try:
+                        yield n, json.loads(line)
+                    except json.JSONDecodeError as e:
+                        raise InputError(f"{spec}:{n}: not valid JSON: {e}") from None
+        return
+    import pyarrow.csv as pcsv
+    try:
+        batches = (pq.ParquetFile(spec).iter_batches() if spec.suffix == ".parquet" else
+                   pcsv.open_csv(spec))
+        n = 0
+        for b in batches:
+            for r in b.to_pylist():
+                n += 1
+                yield n, r
+    except Exception as e:  # noqa: BLE001 - any reader error names the file
+        raise InputError(f"{spec}: cannot read the input list: {e}") from None
 
 
-def discover(spec: str) -> tuple[list[dict], list[dict]]:
-    """Video records to process, and rejects for listed paths that don't exist."""
+def listing(spec: str) -> Iterator[dict]:
+    """Input rows, in order, one at a time: nothing is held for the whole corpus."""
     p = Path(spec).expanduser()
     if p.is_file() and p.suffix in LISTS:
-        rows = _rows(p)
+        for n, r in _rows(p):
+            if not isinstance(r, dict) or not r.get("path"):
+                raise InputError(f"{p}: row {n} has no 'path'")
+            q = Path(str(r["path"])).expanduser()
+            yield {**r, "path": str(q if q.is_absolute() else p.parent / q)}
     elif p.is_dir():
-        rows = [{"path": str(f)} for f in sorted(p.rglob("*")) if f.suffix.lower() in VIDEO_EXT and f.is_file()]
+        yield from ({"path": f} for f in _walk(p))
     else:
-        rows = [{"path": f} for f in sorted(glob.glob(str(p), recursive=True))]
-        if not rows and p.is_file():
-            rows = [{"path": str(p)}]
-    if not rows:
+        found = sorted(glob.glob(str(p), recursive=True)) or ([str(p)] if p.is_file() else [])
+        yield from ({"path": f} for f in found)
+
+
+def _walk(root: Path) -> Iterator[str]:
+    """Video files under root, in sorted order, one folder at a time."""
+    with os.scandir(root) as it:
+        entries = sorted(it, key=lambda e: e.name)
+    for e in entries:
+        if e.is_dir():
+            yield from _walk(Path(e.path))
+        elif Path(e.name).suffix.lower() in VIDEO_EXT and e.is_file():
+            yield e.path
+
+
+def video(r: dict) -> dict:
+    """The input row as a video record; a missing or odd file becomes a failed video with its reason."""
+    path = str(Path(r["path"]).resolve())
+    given = r.get("transcript")
+    rec = {"video_id": R.video_id(path, r.get("video_id")), "path": path, "failed": False, "clips": [],
+           "rejects": [], "input_language": r.get("language"),
+           "input_text": given if isinstance(given, str) else None,
+           "input_segments": given if isinstance(given, list) else None}
+    if not Path(path).is_file():
+        code, why = (("not_a_file", "not a regular file") if Path(path).exists() else ("missing_file", "no such file"))
+        rec["failed"], rec["rejects"] = True, [reject_of(rec, code, f"{path}: {why}", stage="input")]
+    return rec
+
+
+def write_units(spec: str, work: Path, per_unit: int) -> tuple[int, int]:
+    """Stream the listing into work/inputs.parquet, a row group per unit; returns (units, videos).
+    Known limit: the duplicate check holds one short hash per path and per id on the driver."""
+    path = work / FILE
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{FILE}.{os.getpid()}.tmp")
+    seen, ids, units, videos, chunk = set(), {}, 0, 0, []
+
+    def flush(w):
+        nonlocal units, chunk
+        if chunk:
+            name = f"{units:06d}"
+            w.write_table(R.table([{"unit": name, "_k": digest(chunk), "videos": chunk}]))
+            units, chunk = units + 1, []
+
+    with pq.ParquetWriter(tmp, R.UNIT) as w:
+        for r in listing(spec):
+            v = video(r)
+            h = digest(v["path"])[:16]
+            if h in seen:
+                continue
+            seen.add(h)
+            if ids.setdefault(digest(v["video_id"])[:16], h) != h:
+                raise InputError(f"{spec}: video_id {v['video_id']!r} is used by more than one path ({v['path']})")
+            chunk.append(v)
+            videos += 1
+            if len(chunk) == per_unit:
+                flush(w)
+        flush(w)
+    if not videos:
+        tmp.unlink()
         raise InputError(f"{spec}: no videos found (a folder, a glob, or a {'/'.join(sorted(LISTS))} list)")
-    recs, rejects, seen = [], [], set()
-    for r in rows:
-        path = str(Path(r["path"]).resolve())
-        if path in seen:
-            continue
-        seen.add(path)
-        rec = {"video_id": video_id(path, r.get("video_id")), "path": path,
-               "input_transcript": r.get("transcript"), "input_language": r.get("language")}
-        if Path(path).is_file():
-            recs.append(rec)
-        elif Path(path).exists():  # a folder, a device or a pipe that would block a reader
-            rejects.append(reject_of(rec, "not_a_file", f"{path}: not a regular file", stage="input"))
-        else:
-            rejects.append(reject_of(rec, "missing_file", f"{path}: no such file", stage="input"))
-    ids = [r["video_id"] for r in recs]
-    if len(set(ids)) != len(ids):
-        dup = sorted({i for i in ids if ids.count(i) > 1})
-        raise InputError(f"{spec}: video_id used by more than one path: {dup[:5]}")
-    return recs, rejects
+    os.replace(tmp, path)
+    return units, videos
+
+
+def read_unit(work: Path, i: int) -> dict:
+    return R.rows(pq.ParquetFile(work / FILE).read_row_group(i))[0]

@@ -1,30 +1,22 @@
 """`mvid shards inspect` and `mvid shards verify`: read an output folder back through its manifest."""
 from __future__ import annotations
 
-import json
+from itertools import islice
 from pathlib import Path
 
 from schemas import shard as S
-from stages.shard import sha256
+from schemas.shard import manifest, sha256
 
 
-def manifest(out: Path) -> S.Manifest:
-    path = out / S.MANIFEST
-    if not path.exists():
-        raise FileNotFoundError(f"{path}: no manifest (not an mvid output folder, or the run has not finished)")
-    return S.Manifest.model_validate_json(path.read_text())
-
-
-def inspect(out: Path) -> dict:
+def inspect(out: Path, show: int = 50) -> dict:
+    """What the manifest says, and the first `show` failure records that are errors (the rest are counted)."""
     m = manifest(out)
-    fails = [json.loads(x) for x in (out / S.FAILURES).read_text().splitlines()] if (out / S.FAILURES).exists() else []
-    per = list(m.clips_per_video.values())
+    errors = islice(({k: f.get(k) for k in ("stage", "code", "kind", "path", "id", "message")}
+                     for f in S.failures(out) if f["kind"] == "error"), show)
     return {
         "shards": len(m.shards), "bytes": sum(s.bytes for s in m.shards), "samples": m.samples, "hours": m.hours,
-        "videos": len(per), "clips_per_video": {"min": min(per, default=0), "max": max(per, default=0),
-                                                "mean": round(sum(per) / len(per), 2) if per else 0},
-        "per_video": m.clips_per_video, "fields": m.fields, "models": m.models, "failures": m.failures,
-        "failed_items": [{k: f.get(k) for k in ("stage", "code", "kind", "path", "id", "message")} for f in fails],
+        "videos": m.videos, "videos_with_clips": m.videos_with_clips, "clips_per_video": m.clips_per_video,
+        "fields": m.fields, "models": m.models, "failures": m.failures, "failed_items": list(errors),
         "pattern": m.pattern,
     }
 
@@ -32,13 +24,13 @@ def inspect(out: Path) -> dict:
 def text(info: dict) -> str:
     c = info["clips_per_video"]
     lines = [f"shards: {info['shards']} ({info['bytes'] / 2**20:.1f} MiB)   samples: {info['samples']}   "
-             f"hours: {info['hours']:.3f}   videos: {info['videos']}",
+             f"hours: {info['hours']:.3f}   videos: {info['videos']} ({info['videos_with_clips']} with clips)",
              f"clips per video: min {c['min']}  mean {c['mean']}  max {c['max']}",
              "fields (samples having it):"]
     lines += [f"  {k:<24} {v}" for k, v in info["fields"].items()]
     if info["models"]:
         lines += ["models:"] + [f"  {k:<24} {v}" for k, v in info["models"].items()]
-    if info["failed_items"]:
+    if info["failures"]:
         lines.append("failures and drops: " + ", ".join(f"{k}={v}" for k, v in info["failures"].items()))
         lines += [f"  [{f['stage']}] {f['code']:<18} {f['path']}: {f['message']}" for f in info["failed_items"]]
     return "\n".join(lines)

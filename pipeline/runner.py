@@ -1,4 +1,6 @@
-"""Runs one stage on a batch: cache hits, per-item failure records, persistence. Same code on Ray and locally."""
+"""Runs one stage on one unit: cache hit or compute, per-item failure records, one part per unit.
+
+The same code runs as a Ray Data actor (model stages) or task; tests call it directly."""
 from __future__ import annotations
 
 import json
@@ -6,17 +8,21 @@ import logging
 import os
 import resource
 import sys
+import tempfile
 import time
 import traceback
-from typing import Iterator
+from pathlib import Path
 
-import numpy as np
+import pyarrow as pa
 
+from pipeline.media import Media
 from pipeline.stage import Ctx, Result, StageError, reject_of
-from pipeline.store import Store, digest
+from pipeline.store import Parts, digest
+from schemas import record as R
 
 log = logging.getLogger("mvid")
 CRASHES = 3  # worker deaths on one input before it is recorded as worker_crash; Ray retries a batch past that
+VIDEO_ONLY = set(R.VIDEO) - {"has_audio"}  # has_audio is both: the clip's own value wins in a merged clip
 
 
 def error_code(e: BaseException) -> str:
@@ -29,8 +35,8 @@ def error_code(e: BaseException) -> str:
 
 def log_time(ctx: Ctx, stage: str, keys: list[str], seconds: float, what: str = "batch") -> None:
     """Append where and how long a stage ran, and the process's peak RSS so far, to work/timings/<stage>/, one
-    file per process (bench/e2e.py and tests/test_cluster.py read them). Kept out of the stage outputs, which
-    must not change between runs."""
+    file per process (bench/e2e.py and the tests read them). Kept out of the stage outputs, which must not change
+    between runs."""
     ray = sys.modules.get("ray")
     node = ray.get_runtime_context().get_node_id() if ray and ray.is_initialized() else "local"
     d = ctx.work / "timings" / stage
@@ -41,65 +47,131 @@ def log_time(ctx: Ctx, stage: str, keys: list[str], seconds: float, what: str = 
                             "rss_mb": rss}) + "\n")
 
 
-class Runner:
-    """Wraps a stage for streaming: `process(recs) -> recs`. Loads the stage's models once."""
+def merged(video: dict, clip: dict) -> dict:
+    """A clip joined with its video's fields, as clip stages see it."""
+    return {**{k: v for k, v in video.items() if k not in ("clips", "rejects")}, **clip}
 
-    def __init__(self, stage_name: str, params: dict, ctx: Ctx, force: bool = False):
+
+class Runner:
+    """Ray Data map_batches callable over units (one per batch). Models load on the first unit that needs them,
+    so a run whose parts are all valid loads none. `force`: None, "all", "failed", or a set of video/clip ids
+    whose units are recomputed (mvid stage)."""
+
+    def __init__(self, stage_name: str, params: dict, ctx: Ctx, fp: str, force=None):
         from stages import REGISTRY
         cls = REGISTRY[stage_name]
         self.stage = cls(cls.Params(**params), ctx)
-        self.store = Store(ctx.work, stage_name)
-        self.fp = self.stage.fingerprint()
-        self.force = force
+        self.parts, self.fp, self.force, self.loaded = Parts(ctx.work, stage_name), fp, force, False
+
+    def __call__(self, batch: pa.Table) -> pa.Table:
+        return R.table([self.unit(u) for u in R.rows(batch)])
+
+    def unit(self, u: dict) -> dict:
+        name = u["unit"]
+        if self.parts.valid(name, u["_k"], self.fp) and not self.forced(u):
+            return R.rows(self.parts.read(name))[0]
         t = time.perf_counter()
-        self.stage.setup()
-        log_time(ctx, stage_name, [], time.perf_counter() - t, "setup")
-
-    def process(self, recs: list[dict]) -> list[dict]:
-        st = self.stage
-        keyed = [(r[st.key], digest([self.fp, r]), r) for r in recs]
-        done = {} if self.force else {k: self.store.get(k) for k, _, _ in keyed}
-        todo = [(k, h, r) for k, h, r in keyed if not (done.get(k) and done[k]["input_hash"] == h)]
-        t = time.perf_counter()
-        for (k, h, r), res in self.guarded(todo):
-            for rej in res.rejects:
-                rej["stage"] = st.name
-            self.store.put(k, h, res.records, res.rejects)
-            done[k] = {"records": res.records}
-        if todo:
-            log_time(st.ctx, st.name, [k for k, _, _ in todo], time.perf_counter() - t)
-        return [out for k, _, _ in keyed for out in done[k]["records"]]
-
-    def guarded(self, todo: list[tuple]) -> Iterator[tuple[tuple, Result]]:
-        """Run todo, surviving inputs that kill the worker (a decoder segfault, the kernel's OOM killer): each key
-        is marked as started until stored. After a worker died on a batch, its keys run one at a time, and a key
-        that was started CRASHES times is recorded as worker_crash instead of killing workers forever."""
-        if not any(self.store.tries(k) for k, _, _ in todo):
-            for k, _, _ in todo:
-                self.store.start(k)
-            yield from zip(todo, self.run([r for _, _, r in todo]))
-            return
-        for k, h, r in todo:
-            n = self.store.tries(k)
-            if n >= CRASHES:
-                yield (k, h, r), Result.reject(r, "worker_crash", f"its worker died {n} times while processing it")
-                continue
-            self.store.start(k)
-            yield (k, h, r), self.run([r])[0]
-
-    def process_all(self, recs: list[dict]) -> list[dict]:
-        """Barrier stages: one call over every record (a global top-N), persisted per key as usual."""
-        out, t = [], time.perf_counter()
-        for r, res in zip(recs, self.stage.process_all(recs)):
-            for rej in res.rejects:
-                rej["stage"] = self.stage.name
-            self.store.put(r[self.stage.key], digest([self.fp, r]), res.records, res.rejects)
-            out += res.records
-        log_time(self.stage.ctx, self.stage.name, [r[self.stage.key] for r in recs], time.perf_counter() - t)
+        videos = self.process(u)
+        out = {"unit": name, "_k": digest([u["_k"], self.fp, videos]), "videos": videos}
+        self.parts.write(name, R.table([out]), {"in": u["_k"], "fp": self.fp, "out": out["_k"]})
+        log_time(self.stage.ctx, self.stage.name, [name], time.perf_counter() - t)
         return out
 
+    def forced(self, u: dict) -> bool:
+        f = self.force
+        if not f:
+            return False
+        if f == "all":
+            return True
+        if f == "failed":
+            return any(j["kind"] == "error" and j["stage"] == self.stage.name
+                       for v in R.rows(self.parts.read(u["unit"]))[0]["videos"] for j in v["rejects"])
+        return any(v["video_id"] in f or any(c["clip_id"] in f for c in v["clips"]) for v in u["videos"])
+
+    def process(self, u: dict) -> list[dict]:
+        st, videos = self.stage, u["videos"]
+        live = [v for v in videos if not v["failed"]]
+        if st.key == "video_id":
+            for v, res in zip(live, self.guarded(u["unit"], live)):
+                self.stamp(res)
+                if res.records:
+                    R.check(res.records[0], R.VIDEO, f"stage {st.name}")
+                    v.update(res.records[0])
+                else:
+                    v["failed"], v["clips"] = True, []
+                v["rejects"] = v["rejects"] + res.rejects
+            return videos
+        items = [(v, merged(v, c)) for v in live for c in v["clips"]]
+        if st.media and items:
+            with tempfile.TemporaryDirectory() as tmp, Media(st.ctx.work) as md:
+                results = self.guarded(u["unit"], [self.unpacked(it, md, Path(tmp)) for _, it in items])
+        else:
+            results = self.guarded(u["unit"], [it for _, it in items])
+        clips = {id(v): [] for v in live}
+        for (v, it), res in zip(items, results):
+            self.stamp(res)
+            v["rejects"] = v["rejects"] + res.rejects
+            for r in res.records:
+                R.check(r, R.COLUMNS, f"stage {st.name}")
+                clips[id(v)].append({k: it[k] if k in st.media else r.get(k) for k in R.CLIP})
+        for v in live:
+            v["clips"] = clips[id(v)]
+        return videos
+
+    def unpacked(self, it: dict, md: Media, tmp: Path) -> dict:
+        """The clip with its media fields as files under tmp."""
+        out = dict(it)
+        for f in self.stage.media:
+            v = it.get(f)
+            out[f] = v and ([md.unpack(it["media"], m, tmp) for m in v] if isinstance(v, list)
+                            else md.unpack(it["media"], v, tmp))
+        return out
+
+    def stamp(self, res: Result) -> None:
+        for j in res.rejects:
+            j["stage"] = self.stage.name
+        missing = [(c, r.get(self.stage.key)) for r in res.records for c in self.stage.produces if c not in r]
+        if missing:
+            raise R.SchemaError(f"stage {self.stage.name} did not make {missing[:3]} (its `produces`)")
+
+    def guarded(self, unit: str, items: list[dict]) -> list[Result]:
+        """Run items, surviving inputs that kill the worker (a decoder segfault, the kernel's OOM killer). A unit
+        that was started and never stored ran into a dead worker: its items then run one at a time, each start
+        and finish logged, and one that was started CRASHES times without finishing is recorded as worker_crash."""
+        if not items:
+            return []
+        self.setup()
+        key = self.stage.key
+        starts = self.parts.starts(unit)
+        if not starts:
+            self.parts.start(unit, "batch")
+            return self.run(items)
+        out = []
+        for it in items:
+            k = it[key]
+            n = starts.count("batch") + starts.count(k) - starts.count("ok " + k)
+            if n >= CRASHES:
+                out.append(Result.reject(it, "worker_crash", f"its worker died {n} times while processing it"))
+                continue
+            self.parts.start(unit, k)
+            out.append(self.run([it])[0])
+            self.parts.start(unit, "ok " + k)
+        return out
+
+    def setup(self) -> None:
+        if not self.loaded:
+            t = time.perf_counter()
+            self.stage.setup()
+            self.loaded = True
+            if self.stage.uses_model:
+                log_time(self.stage.ctx, self.stage.name, [], time.perf_counter() - t, "setup")
+
     def run(self, recs: list[dict]) -> list[Result]:
-        """Process a batch; on an exception (an OOM included) split it and retry, down to single items."""
+        """Process items in batches of batch_size; on an exception (an OOM included) split a batch and retry,
+        down to single items."""
+        n = self.stage.p.batch_size
+        if len(recs) > n:
+            return [x for i in range(0, len(recs), n) for x in self.run(recs[i:i + n])]
         if not recs:
             return []
         bad = {i: m for i, r in enumerate(recs) if (m := [c for c in self.stage.requires if c not in r])}
@@ -111,6 +183,8 @@ class Runner:
             out = self.stage.process_batch(recs)
             assert len(out) == len(recs), f"{self.stage.name} returned {len(out)} results for {len(recs)} inputs"
             return out
+        except R.SchemaError:
+            raise
         except Exception as e:  # noqa: BLE001 - every failure becomes a record, never a crash
             if len(recs) == 1:
                 msg = e.message if isinstance(e, StageError) else f"{type(e).__name__}: {e}"
@@ -123,14 +197,14 @@ class Runner:
         return self.run(recs[:mid]) + self.run(recs[mid:])
 
 
-class RayRunner(Runner):
-    """Ray Data map_batches callable: batches are {"rec": array of JSON strings}."""
-
-    def __call__(self, batch: dict) -> dict:
-        out = self.process([json.loads(s) for s in batch["rec"]])
-        return {"rec": np.array([json.dumps(r, sort_keys=True) for r in out], dtype=object)}
+def named(stage: str):
+    """Runner under the stage's name: progress bars and the dashboard show MapBatches(<stage>)."""
+    return type(stage, (Runner,), {})
 
 
-def ray_task(batch: dict, stage_name: str, params: dict, ctx: Ctx, force: bool) -> dict:
-    """Task form for stages without models: nothing to load, so no actor is held."""
-    return RayRunner(stage_name, params, ctx, force)(batch)
+def task(stage: str):
+    """A Runner per batch, for stages without models (Ray tasks), under the stage's name."""
+    def run(batch: pa.Table, *args) -> pa.Table:
+        return Runner(*args)(batch)
+    run.__name__ = run.__qualname__ = stage
+    return run

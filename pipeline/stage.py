@@ -1,6 +1,7 @@
 """The stage contract: every file in stages/ defines one subclass of Stage."""
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Literal
@@ -89,20 +90,35 @@ class Ctx:
     out: Path
 
     def media(self, video_id: str) -> Path:
-        return self.work / "media" / video_id
+        """The video's media tar (pipeline/media.py), in one of 256 folders."""
+        return self.work / "media" / hashlib.sha1(video_id.encode()).hexdigest()[:2] / f"{video_id}.tar"
+
+
+def identity(path: str) -> dict:
+    """A cheap fingerprint of a model's files: each file's size and mtime (a hub id is itself)."""
+    p = Path(path)
+    if not p.exists():
+        return {"id": path}
+    files = [p] if p.is_file() else sorted(f for f in p.rglob("*") if f.is_file())
+    return {"path": str(p.resolve()), "files": [(str(f.relative_to(p)) if f != p else f.name, f.stat().st_size,
+                                                 f.stat().st_mtime_ns) for f in files]}
 
 
 class Stage:
     name: ClassVar[str]
     Params: ClassVar[type[StageParams]] = StageParams
+    # Raise it when a change to the stage's code changes what it makes: its cached parts are then recomputed.
+    version: ClassVar[int] = 1
+    # video_id: process_batch gets videos (their clips in "clips"); clip_id: clips joined with their video's fields.
     key: ClassVar[Literal["video_id", "clip_id"]] = "clip_id"
     requires: ClassVar[tuple[str, ...]] = ()
     produces: ClassVar[tuple[str, ...]] = ()
+    # Clip fields naming media members that the stage reads: the runner unpacks them and passes file paths.
+    media: ClassVar[tuple[str, ...]] = ()
     # Model stages run in a Ray actor pool (setup once per actor); others run as tasks.
     uses_model: ClassVar[bool] = False
-    # A barrier stage sees every record at once (global top-N): process_all instead of process_batch.
+    # A barrier stage needs every score first (global top-N); the sink writes one shard per unit, then finish().
     barrier: ClassVar[bool] = False
-    # The sink writes the outputs after the stream ends: plan(), write() per shard, finish().
     sink: ClassVar[bool] = False
     # Params fields that hold a ModelSpec -> the model role they fill (see models/__init__.py).
     models: ClassVar[dict[str, str]] = {}
@@ -136,9 +152,8 @@ class Stage:
         """One Result per input record, in order."""
         raise NotImplementedError
 
-    def process_all(self, recs: list[dict]) -> list[Result]:
-        raise NotImplementedError
-
-    def fingerprint(self) -> dict:
-        """What makes a cached output stale besides the input record: the stage's params."""
-        return self.p.model_dump(exclude={"batch_size", "resources"})
+    def fingerprint(self) -> str:
+        """What makes a cached part stale besides its input: params, code version, the models' files."""
+        from pipeline.store import digest
+        return digest({"params": self.p.model_dump(exclude={"batch_size", "resources"}), "version": self.version,
+                       "models": {f: identity(a.path) for f, a in self.adapters().items()}})

@@ -1,11 +1,20 @@
-"""Persisted stage outputs under work/stages/<stage>/, one JSON per input key, written atomically."""
+"""Persisted stage outputs: one Parquet part per unit per stage, work/stages/<stage>/<unit>.parquet.
+
+A part's footer holds its cache chain: `in` (the digest of the unit as it came in), `fp` (the stage's
+fingerprint: params, code version, model identities) and `out` (the digest of what it made, which the next stage
+takes as its `in`). A part is valid when both match; a newer part replaces an older one of the same unit.
+While a unit runs, work/attempts/<stage>/<unit> counts its starts, so that an input that kills its worker is
+found; the file goes when the part is written."""
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import os
 from pathlib import Path
-from typing import Iterator
+
+import pyarrow as pa
+import pyarrow.parquet as pq
 
 
 def digest(obj) -> str:
@@ -26,35 +35,59 @@ def atomic_write(path: Path, data: bytes) -> None:
         tmp.unlink(missing_ok=True)
 
 
-class Store:
+def parquet_bytes(t: pa.Table, meta: dict | None = None) -> bytes:
+    if meta:
+        t = t.replace_schema_metadata({**(t.schema.metadata or {}), b"mvid": json.dumps(meta).encode()})
+    buf = io.BytesIO()
+    pq.write_table(t, buf)
+    return buf.getvalue()
+
+
+def footer(path: Path) -> dict | None:
+    """The mvid metadata of a Parquet file, read from its footer alone; None when the file is absent."""
+    try:
+        meta = pq.read_schema(path).metadata or {}
+    except FileNotFoundError:
+        return None
+    return json.loads(meta.get(b"mvid", b"{}"))
+
+
+class Parts:
     def __init__(self, work: Path, stage: str):
-        self.root = Path(work) / "stages" / stage
+        self.work, self.stage = Path(work), stage
+        self.root = self.work / "stages" / stage
 
-    def path(self, key: str) -> Path:
-        return self.root / hashlib.sha1(key.encode()).hexdigest()[:2] / f"{key}.json"
+    def path(self, unit: str) -> Path:
+        return self.root / f"{unit}.parquet"
 
-    def get(self, key: str) -> dict | None:
+    def meta(self, unit: str) -> dict | None:
+        return footer(self.path(unit))
+
+    def valid(self, unit: str, key_in: str, fp: str) -> dict | None:
+        m = self.meta(unit)
+        return m if m and m.get("in") == key_in and m.get("fp") == fp else None
+
+    def read(self, unit: str) -> pa.Table:
+        return pq.read_table(self.path(unit))
+
+    def write(self, unit: str, t: pa.Table, meta: dict) -> None:
+        atomic_write(self.path(unit), parquet_bytes(t, meta))
+        self.attempts(unit).unlink(missing_ok=True)
+
+    def attempts(self, unit: str) -> Path:
+        return self.work / "attempts" / self.stage / unit
+
+    def starts(self, unit: str) -> list[str]:
+        """What was started on this unit and never stored: 'batch', or an item's key per line."""
         try:
-            return json.loads(self.path(key).read_text())
+            return self.attempts(unit).read_text().splitlines()
         except FileNotFoundError:
-            return None
+            return []
 
-    def put(self, key: str, input_hash: str, records: list[dict], rejects: list[dict]) -> None:
-        entry = {"key": key, "input_hash": input_hash, "records": records, "rejects": rejects}
-        atomic_write(self.path(key), json.dumps(entry, sort_keys=True).encode())
-        self.started(key).unlink(missing_ok=True)
-
-    def started(self, key: str) -> Path:
-        """work/attempts/<stage>/<key>: how often a key was started and not stored (its worker died)."""
-        return self.root.parent.parent / "attempts" / self.root.name / key
-
-    def tries(self, key: str) -> int:
-        p = self.started(key)
-        return int(p.read_text()) if p.exists() else 0
-
-    def start(self, key: str) -> None:
-        atomic_write(self.started(key), str(self.tries(key) + 1).encode())
-
-    def entries(self) -> Iterator[dict]:
-        for p in sorted(self.root.glob("*/*.json")):
-            yield json.loads(p.read_text())
+    def start(self, unit: str, what: str) -> None:
+        p = self.attempts(unit)
+        p.parent.mkdir(parents=True, exist_ok=True)
+        with open(p, "a") as f:
+            f.write(what + "\n")
+            f.flush()
+            os.fsync(f.fileno())

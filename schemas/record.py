@@ -1,45 +1,124 @@
-"""Record columns: the single list of what a clip carries, who makes it, and its ids."""
+"""Record columns: the single list of what a unit, a video and a clip carry, their Arrow types, who makes them.
+
+Ray Data moves *units* between stages: one row per unit, a fixed chunk of consecutive input videos, each video
+with its clips nested inside. Video-level fields (probe, a supplied transcript) live once per video; a stage that
+works on clips sees each clip joined with its video's fields (`merged`)."""
 from __future__ import annotations
 
 import hashlib
 import re
 
-# name -> (type, stage that makes it, meaning). Stages declare `produces` from these names.
-COLUMNS: dict[str, tuple[str, str, str]] = {
-    "video_id": ("str", "input", "stable id of the source video, safe as a WebDataset key"),
-    "path": ("str", "input", "source video path"),
-    "input_transcript": ("str|list|None", "input", "transcript supplied with the input"),
-    "input_language": ("str|None", "input", "language of the supplied transcript"),
-    "probe": ("dict", "probe", "ffprobe summary: duration, fps, size, codecs, streams"),
-    "has_audio": ("bool", "probe", "the source has an audio stream"),
-    "clip_id": ("str", "split", "<video_id>-<index>, safe as a WebDataset key"),
-    "clip_index": ("int", "split", "index of the clip in its video"),
-    "start_frame": ("int", "split", "first frame of the clip (inclusive)"),
-    "end_frame": ("int", "split", "last frame of the clip (exclusive)"),
-    "start": ("float", "split", "start time in seconds"),
-    "end": ("float", "split", "end time in seconds"),
-    "duration": ("float", "split", "clip length in seconds"),
-    "fps": ("float", "split", "frame rate of the source"),
-    "shot_score": ("float", "split", "max TransNetV2 transition probability inside the clip"),
-    "clip_path": ("str", "extract", "clip mp4, relative to the work dir"),
-    "audio_path": ("str|None", "extract", "16 kHz mono wav, relative to the work dir, None without audio"),
-    "frame_paths": ("list[str]", "extract", "uniformly sampled jpg frames, relative to the work dir"),
-    "frame_size": ("list[int]", "extract", "width, height of the sampled frames"),
-    "media_bytes": ("int", "extract", "bytes of clip, audio and frames: the sample's shard footprint"),
-    "transcript": ("dict|None", "asr", "speech text as spoken: text, language, language_prob, segments "
-                   "(clip-relative seconds), no_speech_prob, source (asr or input); None without speech"),
-    "lid": ("dict|None", "lid", "fastText language of the transcript: language, confidence"),
-    "translation": ("dict|None", "translate", "English speech text: text, translator (none, seamless, llm), "
-                    "src_lang, confidence"),
-    "raw_captions": ("dict", "vcaption/acaption", "per-modality model outputs: V (vision), A (audio)"),
-    "captions": ("dict", "translate/fuse", "the MVid captions: S (speech), then A, V, AV, AVS from fuse"),
-    "clip_scores": ("dict", "clipscore", "CLIP frame-caption similarity per caption (V, AV, AVS)"),
-    "clip_score": ("float|None", "clipscore", "the score that selection uses"),
-    "clip_emb": ("str", "clipscore", "CLIP image embedding (float16, base64); work folder only"),
-    "extra_members": ("dict", "any", "extra shard members: extension -> file, e.g. audio_fbank.npy"),
-    "reasons": ("dict", "any", "why a field is absent, e.g. {'audio': 'no_audio_stream'}"),
-    "models": ("dict", "any", "which model made which field: {'field': 'model name'}"),
+import pyarrow as pa
+
+S, F, I, B = pa.string(), pa.float64(), pa.int64(), pa.bool_()
+TEXTS = pa.map_(S, S)
+SEGMENT = pa.struct([("start", F), ("end", F), ("text", S), ("no_speech_prob", F), ("avg_logprob", F)])
+PROBE = pa.struct([("format", S), ("duration", F), ("bytes", I), ("width", I), ("height", I), ("rotation", I),
+                   ("fps", F), ("avg_fps", F), ("vcodec", S), ("start_time", F), ("pix_fmt", S), ("acodec", S),
+                   ("sample_rate", I), ("capped_at", F)])
+TRANSCRIPT = pa.struct([("text", S), ("language", S), ("language_prob", F), ("segments", pa.list_(SEGMENT)),
+                        ("no_speech_prob", F), ("duration", F), ("source", S), ("scope", S)])
+CAPTIONS = pa.struct([(k, S) for k in ("A", "V", "S", "AV", "AVS")])
+
+# name -> (Arrow type, stage that makes it, meaning). Stages declare `requires` and `produces` from these names,
+# and the runner checks both.
+VIDEO: dict[str, tuple[pa.DataType, str, str]] = {
+    "video_id": (S, "input", "stable id of the source video, safe as a WebDataset key"),
+    "path": (S, "input", "source video path"),
+    "input_text": (S, "input", "a plain transcript supplied with the input, for the whole video"),
+    "input_segments": (pa.list_(SEGMENT), "input", "a timed transcript supplied with the input (video seconds)"),
+    "input_language": (S, "input", "language of the supplied transcript"),
+    "failed": (B, "any", "the video failed as a whole (its reject says why): later stages pass it by"),
+    "probe": (PROBE, "probe", "ffprobe summary: duration, fps, size, codecs"),
+    "has_audio": (B, "probe", "the source has an audio stream"),
+    "media": (S, "extract", "the video's media tar (every clip's mp4, wav, frames), relative to the work dir"),
+    "clips": (None, "split", "the video's clips (CLIP below)"),
+    "rejects": (None, "any", "failure and drop records of the video and its clips (REJECT below)"),
 }
+CLIP: dict[str, tuple[pa.DataType, str, str]] = {
+    "clip_id": (S, "split", "<video_id>-<index>, safe as a WebDataset key"),
+    "clip_index": (I, "split", "index of the clip in its video"),
+    "start_frame": (I, "split", "first frame of the clip (inclusive)"),
+    "end_frame": (I, "split", "last frame of the clip (exclusive)"),
+    "start": (F, "split", "start time in seconds"),
+    "end": (F, "split", "end time in seconds"),
+    "duration": (F, "split", "clip length in seconds"),
+    "fps": (F, "split", "frame rate of the source"),
+    "shot_score": (F, "split", "max TransNetV2 transition probability inside the clip"),
+    "has_audio": (B, "split/extract", "the clip has audio (false when its audio failed to extract)"),
+    "clip_path": (S, "extract", "the clip's mp4: a member of the video's media tar"),
+    "audio_path": (S, "extract", "16 kHz mono wav member of the media tar, None without audio"),
+    "frame_paths": (pa.list_(S), "extract", "uniformly sampled jpg frames: members of the media tar"),
+    "frame_size": (pa.list_(I), "extract", "width, height of the sampled frames"),
+    "media_bytes": (I, "extract", "bytes of clip, audio and frames: the sample's shard footprint"),
+    "transcript": (TRANSCRIPT, "asr", "speech text as spoken: text, language, language_prob, segments "
+                   "(clip-relative seconds), no_speech_prob, source (asr or input); None without speech"),
+    "lid": (pa.struct([("language", S), ("confidence", F)]), "lid", "fastText language of the transcript"),
+    "translation": (pa.struct([("text", S), ("translator", S), ("src_lang", S), ("confidence", F)]), "translate",
+                    "English speech text: text, translator (none, seamless, llm), src_lang, confidence"),
+    "raw_captions": (pa.struct([("A", S), ("V", S)]), "vcaption/acaption", "per-modality model outputs"),
+    "captions": (CAPTIONS, "translate/fuse", "the MVid captions: S (speech), then A, V, AV, AVS from fuse"),
+    "clip_scores": (pa.map_(S, F), "clipscore", "CLIP frame-caption similarity per caption (V, AV, AVS)"),
+    "clip_score": (F, "clipscore", "the score that selection uses"),
+    "clip_emb": (pa.list_(pa.float32()), "clipscore", "CLIP image embedding (unit norm); work folder only"),
+    "reasons": (TEXTS, "any", "why a field is absent, e.g. {'audio': 'no_audio_stream'}"),
+    "models": (TEXTS, "any", "which model made which field: {'field': 'model name'}"),
+}
+REJECT: dict[str, tuple[pa.DataType, str, str]] = {
+    "id": (S, "any", "the clip id, or the video id when the whole video failed"),
+    "video_id": (S, "any", "the video"),
+    "path": (S, "any", "the source file"),
+    "stage": (S, "any", "the stage that rejected it"),
+    "code": (S, "any", "reason code (docs/reliability.md)"),
+    "message": (S, "any", "what happened, in words"),
+    "kind": (S, "any", "error (something failed) or drop (policy)"),
+    "trace": (S, "any", "the end of the traceback of an unexpected exception"),
+    "clip_score": (F, "select", "the score of a dropped clip"),
+    "frames": (pa.list_(I), "split", "[first, end) frames of a dropped shot"),
+}
+
+
+def _struct(cols: dict) -> pa.StructType:
+    return pa.struct([(k, t) for k, (t, _, _) in cols.items() if t is not None])
+
+
+CLIP_TYPE, REJECT_TYPE = _struct(CLIP), _struct(REJECT)
+VIDEO_TYPE = pa.struct([*_struct(VIDEO), ("clips", pa.list_(CLIP_TYPE)), ("rejects", pa.list_(REJECT_TYPE))])
+# One row per unit; `_k` is the digest of the unit as the last stage left it (the cache chain, pipeline/store.py).
+UNIT = pa.schema([("unit", S), ("_k", S), ("videos", pa.list_(VIDEO_TYPE))])
+COLUMNS = {**VIDEO, **CLIP}
+
+
+class SchemaError(TypeError):
+    """A stage made a record that does not fit the schema: a bug in the stage, not a bad input."""
+
+
+def check(rec: dict, allowed: dict, where: str) -> None:
+    extra = set(rec) - set(allowed)
+    if extra:
+        raise SchemaError(f"{where}: fields {sorted(extra)} are not in schemas/record.py")
+
+
+def table(units: list[dict]) -> pa.Table:
+    return pa.Table.from_pylist(units, schema=UNIT)
+
+
+def rows(t: pa.Table) -> list[dict]:
+    """Units as Python dicts, maps as dicts (Arrow gives maps as lists of pairs)."""
+    return [_py(u, pa.struct(list(t.schema))) for u in t.to_pylist()]
+
+
+def _py(v, t: pa.DataType):
+    if v is None:
+        return None
+    if pa.types.is_map(t):
+        return {k: _py(x, t.item_type) for k, x in v}
+    if pa.types.is_struct(t):
+        return {f.name: _py(v.get(f.name), f.type) for f in t}
+    if pa.types.is_list(t):
+        return [_py(x, t.value_type) for x in v]
+    return v
+
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9_-]+")
 

@@ -19,14 +19,14 @@ class AsrParams(StageParams):
 def supplied(rec: dict) -> dict | None:
     """The input's transcript for this clip: segments [{start, end, text}] (video seconds) overlapping
     the clip, or a plain string, which covers the whole video (scope: video)."""
-    given, lang = rec.get("input_transcript"), rec.get("input_language")
-    if not given:
-        return None
-    if isinstance(given, str):
-        return {"text": given.strip(), "language": lang, "segments": [], "source": "input", "scope": "video"}
+    lang = rec.get("input_language")
+    if rec.get("input_text"):
+        return {"text": rec["input_text"].strip(), "language": lang, "segments": [], "source": "input",
+                "scope": "video"}
     a, b = rec["start"], rec["end"]
     segs = [{"start": max(s["start"], a) - a, "end": min(s["end"], b) - a, "text": s["text"].strip()}
-            for s in given if min(s["end"], b) - max(s["start"], a) > 0.5 * (s["end"] - s["start"])]
+            for s in rec.get("input_segments") or []
+            if min(s["end"], b) - max(s["start"], a) > 0.5 * (s["end"] - s["start"])]
     if not segs:
         return None
     return {"text": " ".join(s["text"] for s in segs), "language": lang, "segments": segs, "source": "input",
@@ -39,6 +39,7 @@ class Asr(Stage):
     Params = AsrParams
     requires = ("clip_id", "has_audio", "audio_path", "start", "end")
     produces = ("transcript",)
+    media = ("audio_path",)
     uses_model = True
     models = {"model": "asr"}
 
@@ -49,7 +50,7 @@ class Asr(Stage):
             given = supplied(r)
             if given:
                 r["transcript"], r["models"]["transcript"] = given, "input"
-            elif r.get("input_transcript"):
+            elif r.get("input_text") or r.get("input_segments"):
                 r["reasons"]["S"] = "no_speech: the supplied transcript has no segment in this clip"
             elif not r["has_audio"]:
                 r["reasons"]["S"] = "no_audio"
@@ -57,7 +58,7 @@ class Asr(Stage):
                 todo.append(r)
             out.append(r)
         asr = self.m["model"]
-        for r, a in zip(todo, asr([{"audio": str(self.ctx.work / r["audio_path"])} for r in todo])):
+        for r, a in zip(todo, asr([{"audio": r["audio_path"]} for r in todo])):
             r["models"]["transcript"] = asr.name
             if a["reason"]:
                 r["reasons"]["S"] = f"{a['reason']}: no_speech_prob={a['no_speech_prob']:.2f}"

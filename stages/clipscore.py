@@ -1,13 +1,10 @@
 """clipscore: CLIP similarity between the clip's frames and its captions (at least V and AVS), aggregated
 over frames as configured; an optional fixed threshold drops clips in the stream.
 
-Makes clip_scores {caption: score}, clip_score (the score selection uses), clip_emb (image embedding for
-near-duplicate removal, kept in the work folder, not in the shards) and models.clip_scores."""
+Makes clip_scores {caption: score}, clip_score (the score selection uses), clip_emb (the image embedding,
+float32, for near-duplicate removal; kept in the work folder, not in the shards) and models.clip_scores."""
 from __future__ import annotations
 
-import base64
-
-import numpy as np
 from pydantic import Field
 
 from models.base import ModelSpec
@@ -25,36 +22,29 @@ class ClipscoreParams(StageParams):
     model: ModelSpec = ModelSpec(backend="transformers", model="tiny-clip")
 
 
-def pack(v: np.ndarray) -> str:
-    return base64.b64encode(v.astype(np.float16).tobytes()).decode()
-
-
-def unpack(s: str) -> np.ndarray:
-    return np.frombuffer(base64.b64decode(s), np.float16).astype(np.float32)
-
-
 @register
 class Clipscore(Stage):
     name = "clipscore"
     Params = ClipscoreParams
     requires = ("clip_id", "frame_paths", "captions")
     produces = ("clip_scores", "clip_score", "clip_emb")
+    media = ("frame_paths",)
     uses_model = True
     models = {"model": "clip"}
 
     def process_batch(self, recs):
         m, p = self.m["model"], self.p
-        res = m([{"frames": [str(self.ctx.work / f) for f in r["frame_paths"]],
+        res = m([{"frames": r["frame_paths"],
                   "texts": {k: r["captions"].get(k) for k in p.captions}} for r in recs])
         out = []
         for r, s in zip(recs, res):
             scores = {k: round(float(v), 6) for k, v in s["scores"].items()}
             score = next((scores[k] for k in p.select_on if k in scores), None)
-            r = {**r, "clip_scores": scores, "clip_score": score, "clip_emb": pack(s["image_emb"]),
+            r = {**r, "clip_scores": scores, "clip_score": score, "clip_emb": [float(x) for x in s["image_emb"]],
                  "models": {**(r.get("models") or {}), "clip_scores": m.name}}
             if p.threshold is not None and (score is None or score < p.threshold):
                 out.append(Result.reject(r, "below_threshold", f"clip_score {score} < {p.threshold}", "drop",
-                                         clip_score=score, clip_scores=scores))
+                                         clip_score=score))
             else:
                 out.append(Result.ok(r))
         return out

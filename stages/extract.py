@@ -1,15 +1,20 @@
-"""extract: per clip, the mp4 cut at frame-accurate boundaries, 16 kHz mono audio and N uniform frames.
+"""extract: per clip, the mp4 cut at frame-accurate boundaries, 16 kHz mono audio and N uniform frames, all of a
+video's clips packed into one media tar (pipeline/media.py).
 
-Makes clip_path, audio_path (None without audio, reason in reasons.audio), frame_paths, frame_size,
-media_bytes. A broken audio stream keeps the video and records the audio failure."""
+Makes media (the tar) and per clip clip_path, audio_path (None without audio, reason in reasons.audio),
+frame_paths (member names), frame_size, media_bytes. A broken audio stream keeps the video and records the audio
+failure."""
 from __future__ import annotations
 
-import shutil
+import tempfile
+from pathlib import Path
 
 from pydantic import Field
 
 from pipeline import ffmpeg
-from pipeline.stage import Result, Stage, StageError, StageParams
+from pipeline.media import write_tar
+from pipeline.stage import Result, Stage, StageError, StageParams, reject_of
+from schemas.record import CLIP
 from stages import register
 
 BITEXACT = ["-fflags", "+bitexact", "-flags:v", "+bitexact", "-flags:a", "+bitexact"]
@@ -35,19 +40,37 @@ def uniform(n: int, k: int) -> list[int]:
 class Extract(Stage):
     name = "extract"
     Params = ExtractParams
-    requires = ("clip_id", "video_id", "path", "start", "duration", "start_frame", "end_frame", "has_audio")
-    produces = ("clip_path", "audio_path", "frame_paths", "frame_size", "media_bytes")
+    key = "video_id"
+    requires = ("video_id", "path", "clips")
+    produces = ("media", "clips")
 
     def process_batch(self, recs):
         return [self.one(r) for r in recs]
 
     def one(self, rec: dict) -> Result:
-        p, work = self.p, self.ctx.work
-        d = self.ctx.media(rec["video_id"])
-        d.mkdir(parents=True, exist_ok=True)
+        """Every clip of the video into one media tar; a clip that fails is rejected, the others go on."""
+        res, clips, files = Result(), [], {}
+        with tempfile.TemporaryDirectory() as tmp:
+            for c in rec["clips"]:
+                try:
+                    made = self.clip({**rec, **c}, Path(tmp))
+                except StageError as e:
+                    res.rejects.append(reject_of({**rec, **c}, e.code, e.message))
+                    continue
+                clip, members = made
+                clips.append(clip)
+                files.update(members)
+            media = self.ctx.media(rec["video_id"])
+            write_tar(media, files)
+        res.records.append({**rec, "clips": clips, "media": str(media.relative_to(self.ctx.work))})
+        return res
+
+    def clip(self, rec: dict, tmp: Path) -> tuple[dict, dict[str, Path]]:
+        """One clip's mp4, wav and frames under tmp: the clip's new fields, and its members (name -> file)."""
+        p = self.p
         cid, reasons = rec["clip_id"], dict(rec.get("reasons") or {})
         cut = ["-ss", f"{rec['start']:.6f}", "-t", f"{rec['duration']:.6f}", *ffmpeg.SAFE, "-i", ffmpeg.src(rec["path"])]
-        clip, wav = d / f"{cid}.mp4", d / f"{cid}.wav"
+        clip, wav = tmp / f"{cid}.mp4", tmp / f"{cid}.wav"
         scale = [] if not p.max_side else [
             "-vf", f"scale='if(gt(iw,ih),min({p.max_side},iw),-2)':'if(gt(iw,ih),-2,min({p.max_side},ih))'"]
         video = ["-map", "0:v:0", "-frames:v", str(rec["end_frame"] - rec["start_frame"]), *scale,
@@ -65,8 +88,7 @@ class Extract(Stage):
             reasons["audio"] = "no_audio_stream"
         ffmpeg.run(["-y", *cut, *video, *(audio if has_audio else ["-an"]), *BITEXACT,
                     "-movflags", "+faststart", str(clip)], p.timeout_s)
-        fdir = d / cid
-        shutil.rmtree(fdir, ignore_errors=True)
+        fdir = tmp / cid
         fdir.mkdir()
         n = rec["end_frame"] - rec["start_frame"]
         sel = "+".join(f"eq(n\\,{i})" for i in uniform(n, p.frames))
@@ -80,11 +102,10 @@ class Extract(Stage):
         from PIL import Image
         with Image.open(frames[0]) as im:
             size = list(im.size)
-        files = [clip, *frames, *([wav] if has_audio else [])]
-        return Result.ok({
-            **rec, "has_audio": has_audio, "reasons": reasons,
-            "clip_path": str(clip.relative_to(work)),
-            "audio_path": str(wav.relative_to(work)) if has_audio else None,
-            "frame_paths": [str(f.relative_to(work)) for f in frames], "frame_size": size,
-            "media_bytes": sum(f.stat().st_size for f in files),
-        })
+        members = {f"{cid}.mp4": clip, **{f"{cid}.frame{i:02d}.jpg": f for i, f in enumerate(frames)},
+                   **({f"{cid}.wav": wav} if has_audio else {})}
+        fields = {"has_audio": has_audio, "reasons": reasons, "clip_path": f"{cid}.mp4",
+                  "audio_path": f"{cid}.wav" if has_audio else None,
+                  "frame_paths": [m for m in members if ".frame" in m], "frame_size": size,
+                  "media_bytes": sum(f.stat().st_size for f in members.values())}
+        return {k: v for k, v in {**rec, **fields}.items() if k in CLIP}, members

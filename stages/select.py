@@ -1,19 +1,21 @@
 """select: the global selection over the whole run (the paper kept its top 60M clips by CLIP score).
 
-A true barrier: every score is computed first. Keeps the top_n clips, or the top `quantile` fraction, by
-clip_score; optionally first drops near-duplicates within a video (cosine of CLIP image embeddings above
-dedup). Dropped clips are persisted as drops with their scores."""
+A barrier: every score is computed first. Keeps the top_n clips, or the top `quantile` fraction, by clip_score,
+ties broken by clip_id; optionally first drops near-duplicates within a video (cosine of CLIP image embeddings
+above dedup). Distributed: dedup needs one video at a time (a video's clips travel together); the cut is found
+from the score column alone (`cutoff`), and each unit then applies it on its own. Dropped clips keep their
+scores in their drop records."""
 from __future__ import annotations
 
 import math
-from collections import defaultdict
 
 import numpy as np
 from pydantic import Field, model_validator
 
-from pipeline.stage import Result, Stage, StageParams
+from pipeline.stage import Result, Stage, StageParams, reject_of
 from stages import register
-from stages.clipscore import unpack
+
+LIMIT = 100_000  # candidates fetched to the driver once the cut is narrowed to this many
 
 
 class SelectParams(StageParams):
@@ -29,27 +31,70 @@ class SelectParams(StageParams):
         return self
 
 
-def near_duplicates(recs: list[dict], limit: float) -> dict[str, str]:
-    """clip_id -> the better-scored clip of the same video it duplicates."""
-    by_video, dup = defaultdict(list), {}
-    for r in recs:
-        by_video[r["video_id"]].append(r)
-    for clips in by_video.values():
-        kept: list[tuple[dict, np.ndarray]] = []
-        for r in sorted(clips, key=rank):
-            e = unpack(r["clip_emb"])
-            twin = next((k for k, ke in kept if float(e @ ke) > limit), None)
-            if twin:
-                dup[r["clip_id"]] = twin["clip_id"]
-            else:
-                kept.append((r, e))
+def rank(c: dict):
+    """Best first; ties broken by id, so a selection never depends on arrival order."""
+    s = c.get("clip_score")
+    return (s is None, -(s or 0.0), c["clip_id"])
+
+
+def order(scores) -> np.ndarray:
+    """uint64 keys whose ascending order is descending score (float64 bits made monotone)."""
+    b = (0.0 - np.asarray(scores, np.float64)).view(np.uint64)  # 0.0 - x: no -0.0, so 0.0 ties with -0.0
+    return np.where(b >> np.uint64(63), ~b, b | np.uint64(1 << 63))
+
+
+def _high(u: np.ndarray, shift: int) -> np.ndarray:
+    return u >> np.uint64(shift) if shift < 64 else np.zeros_like(u)
+
+
+def bins(u: np.ndarray, prefix: int, shift: int) -> tuple[np.ndarray, np.ndarray]:
+    """Counts of order keys by their 16 bits below `shift`, among keys whose bits above shift + 16 are prefix."""
+    b, n = np.unique((u[_high(u, shift + 16) == np.uint64(prefix)] >> np.uint64(shift)) & np.uint64(0xFFFF),
+                     return_counts=True)
+    return b.astype(np.int64), n.astype(np.int64)
+
+
+def within(u: np.ndarray, prefix: int, shift: int) -> np.ndarray:
+    """Which order keys have bits above `shift` equal to prefix."""
+    return _high(u, shift) == np.uint64(prefix)
+
+
+def near_duplicates(clips: list[dict], limit: float) -> dict[str, str]:
+    """clip_id -> the better-scored clip of the same video it duplicates (clips of one video)."""
+    kept, dup = [], {}
+    for c in sorted(clips, key=rank):
+        e = np.asarray(c["clip_emb"], np.float32)
+        twin = next((k for k, ke in kept if float(e @ ke) > limit), None)
+        if twin:
+            dup[c["clip_id"]] = twin
+        else:
+            kept.append((c["clip_id"], e))
     return dup
 
 
-def rank(r: dict):
-    """Best first; ties broken by id, so a selection never depends on arrival order."""
-    s = r.get("clip_score")
-    return (s is None, -(s or 0.0), r["clip_id"])
+def cutoff(count, hist, fetch, n: int) -> tuple[int, str] | None:
+    """The n-th best (order key, clip_id) of the pool, exactly, in a few passes over the score column:
+    radix select, 16 bits of the order key a pass, until at most LIMIT candidates share the prefix; those are
+    fetched and sorted. count() is the pool size; hist(prefix, shift) counts pool clips by the 16 bits below
+    `shift` among those whose key >> (shift + 16) == prefix; fetch(prefix, shift) returns (key, clip_id) of the
+    clips whose key >> shift == prefix. None: keep the whole pool."""
+    total = count()
+    if n >= total:
+        return None
+    if n <= 0:
+        return (-1, "")  # before every key: keep nothing
+    prefix, need, shift = 0, n, 48  # need: rank within the current prefix, 1-based
+    while True:
+        h = hist(prefix, shift)
+        cum = np.cumsum(h)
+        b = int(np.searchsorted(cum, need))
+        need -= int(cum[b - 1]) if b else 0
+        prefix = (prefix << 16) | b
+        if h[b] <= LIMIT or shift == 0:
+            break
+        shift -= 16
+    cands = sorted(fetch(prefix, shift))
+    return cands[need - 1]
 
 
 @register
@@ -59,20 +104,31 @@ class Select(Stage):
     requires = ("clip_id", "clip_score", "clip_emb")
     barrier = True
 
-    def process_all(self, recs):
+    def n(self, pool: int) -> int:
         p = self.p
-        dup = near_duplicates(recs, p.dedup) if p.dedup else {}
-        pool = sorted((r for r in recs if r["clip_id"] not in dup and r["clip_score"] is not None), key=rank)
-        n = p.top_n if p.top_n is not None else math.ceil(p.quantile * len(pool))
-        keep = {r["clip_id"] for r in pool[:n]}
-        out = []
-        for r in recs:
-            cid, score = r["clip_id"], r["clip_score"]
-            if cid in keep:
-                out.append(Result.ok(r))
-            elif cid in dup:
-                out.append(Result.reject(r, "near_duplicate", f"duplicates {dup[cid]}", "drop", clip_score=score))
+        return p.top_n if p.top_n is not None else math.ceil(p.quantile * pool)
+
+    def dups(self, video: dict) -> dict[str, str]:
+        return near_duplicates(video["clips"], self.p.dedup) if self.p.dedup else {}
+
+    def pool(self, video: dict) -> list[dict]:
+        """The clips of a video that compete for the global cut (scored, not near-duplicates)."""
+        dup = self.dups(video)
+        return [c for c in video["clips"] if c["clip_id"] not in dup and c["clip_score"] is not None]
+
+    def decide(self, video: dict, cut: tuple[int, str] | None, n: int, pool: int) -> Result:
+        """The video with its kept clips; drop records for the others, with their scores."""
+        dup, keep, res = self.dups(video), [], Result()
+        for c in video["clips"]:
+            rec, score = {**video, **c}, c["clip_score"]
+            key = None if score is None else (int(order([score])[0]), c["clip_id"])
+            if c["clip_id"] in dup:
+                res.rejects.append(reject_of(rec, "near_duplicate", f"duplicates {dup[c['clip_id']]}", "drop",
+                                             clip_score=score))
+            elif key is not None and (cut is None or key <= cut):
+                keep.append(c)
             else:
-                why = "no clip_score" if score is None else f"rank beyond {n} of {len(pool)}"
-                out.append(Result.reject(r, "not_selected", why, "drop", clip_score=score))
-        return out
+                why = "no clip_score" if score is None else f"rank beyond {n} of {pool}"
+                res.rejects.append(reject_of(rec, "not_selected", why, "drop", clip_score=score))
+        res.records.append({**video, "clips": keep})
+        return res

@@ -1,44 +1,51 @@
-"""shard: WebDataset tars of the finished clips, a manifest, a per-sample Parquet index and shard lists.
+"""shard: WebDataset tars of the finished clips, a manifest, a per-shard Parquet index and failure file.
 
-Samples are sorted by clip_id and packed to a target size, so the same clips always give the same shards,
-byte for byte: a resumed run equals an uninterrupted one. Each shard is written under a temporary name,
-fsynced and renamed; the manifest is written last, so it never lists a partial shard."""
+One shard per unit, written by that unit's own Ray task from its records and its videos' media tars: the same
+inputs always give the same shards, byte for byte, and a resumed run equals an uninterrupted one. Samples keep
+the input order (video, then clip). Each file is written under a temporary name, fsynced and renamed; a shard
+whose unit and selection are unchanged is not rewritten; the manifest is written last, so it never lists a
+partial shard."""
 from __future__ import annotations
 
-import hashlib
 import io
 import json
 import os
+import tempfile
+import time
 from collections import Counter
 from pathlib import Path
 
 from pydantic import Field
 
 import pipeline
+from pipeline.media import Media
+from pipeline.runner import log_time
 from pipeline.stage import Stage, StageParams
-from pipeline.store import atomic_write
+from pipeline.store import atomic_write, footer, parquet_bytes
 from schemas import shard as S
 from stages import register
 
-WORK_ONLY = ("clip_path", "audio_path", "frame_paths", "media_bytes", "extra_members", "clip_emb")
+WORK_ONLY = {"clip_path", "audio_path", "frame_paths", "media_bytes", "clip_emb", "media", "clips", "rejects",
+             "failed"}
 
 
 class ShardParams(StageParams):
     name: str = "shard"
-    target_mb: float = Field(512, gt=0)
+    videos: int = Field(64, ge=1)  # videos per unit, and so per shard: the unit of work, resume and output
+    audio_fbank: bool = False  # add audio_fbank.npy (the audio encoder's log-Mel input) to samples with audio
 
 
-def sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while b := f.read(1 << 20):
-            h.update(b)
-    return h.hexdigest()
+def compact(v):
+    """Without None values, at every level: a sample says what it has."""
+    if isinstance(v, dict):
+        return {k: compact(x) for k, x in v.items() if x is not None}
+    if isinstance(v, list):
+        return [compact(x) for x in v]
+    return v
 
 
-def sample_json(rec: dict) -> bytes:
-    return json.dumps({k: v for k, v in rec.items() if k not in WORK_ONLY}, sort_keys=True,
-                      ensure_ascii=False).encode()
+def sample_json(rec: dict) -> dict:
+    return compact({k: v for k, v in rec.items() if k not in WORK_ONLY})
 
 
 @register
@@ -48,69 +55,91 @@ class Shard(Stage):
     requires = ("clip_id", "clip_path", "frame_paths")
     sink = True
 
-    def plan(self, sizes: dict[str, int]) -> list[list[str]]:
-        """Greedy packing of clip ids, in id order, into shards of about target_mb."""
-        target, shards, cur, acc = self.p.target_mb * 2**20, [], [], 0
-        for key in sorted(sizes):
-            if cur and acc + sizes[key] > target:
-                shards.append(cur)
-                cur, acc = [], 0
-            cur.append(key)
-            acc += sizes[key]
-        return shards + ([cur] if cur else [])
+    def paths(self, i: int) -> tuple[Path, Path, Path]:
+        stem = S.shard_name(i).removesuffix(".tar")
+        out = self.ctx.out
+        return out / S.SHARD_DIR / S.shard_name(i), out / S.INDEX / f"{stem}.parquet", out / S.FAILURES / f"{stem}.jsonl"
 
-    def write(self, index: int, recs: list[dict]) -> dict:
-        """Write one shard atomically; return its manifest entry, index rows and stats."""
+    def write(self, i: int, videos: list[dict], key: str) -> dict:
+        """Write unit i's shard, index and failure files; return its manifest entry and stats. `key` says what
+        made them (the unit's records and the selection): files of the same key are kept as they are."""
+        shard, index, fails = self.paths(i)
+        old = footer(index)
+        if old and old.get("key") == key and shard.exists() and shard.stat().st_size == old["entry"]["bytes"]:
+            return old
+        import pyarrow as pa
         import webdataset as wds
-        name = f"{S.SHARD_DIR}/{S.shard_name(index)}"
-        path = self.ctx.out / name
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        t = time.perf_counter()
+        samples = [{**v, **c} for v in videos for c in v["clips"]]
+        shard.parent.mkdir(parents=True, exist_ok=True)
+        tmp = shard.with_name(f".{shard.name}.{os.getpid()}.tmp")
         try:
-            with open(tmp, "wb") as f:
+            with open(tmp, "wb") as f, Media(self.ctx.work) as md:
                 with wds.TarWriter(f, mtime=0) as tw:
-                    for r in recs:
-                        sample = {"__key__": r["clip_id"], "json": sample_json(r)}
-                        for ext, rel in S.members(r).items():
-                            sample[ext] = (self.ctx.work / rel).read_bytes()
-                        tw.write(sample)
+                    for r in samples:
+                        tw.write(self.sample(r, md))
                 f.flush()
                 os.fsync(f.fileno())
-            os.replace(tmp, path)
+            os.replace(tmp, shard)
         except OSError as e:  # disk full, a failing mount: name the shard in the run's error
-            raise OSError(e.errno, f"{e.strerror or e} while writing {name}") from None
+            raise OSError(e.errno, f"{e.strerror or e} while writing {S.SHARD_DIR}/{shard.name}") from None
         finally:
             tmp.unlink(missing_ok=True)
-        rows = [{"key": r["clip_id"], "shard": name, **{c: r.get(c) for c in S.INDEX_COLUMNS}} for r in recs]
-        entry = S.ShardEntry(name=name, samples=len(recs), bytes=path.stat().st_size, sha256=sha256(path),
-                             first_key=recs[0]["clip_id"], last_key=recs[-1]["clip_id"])
-        return {"entry": entry.model_dump(), "rows": rows, "stats": stats(recs)}
+        rejects = sorted(json.dumps(compact(j), sort_keys=True) for v in videos for j in v["rejects"])
+        atomic_write(fails, "".join(r + "\n" for r in rejects).encode())
+        name = f"{S.SHARD_DIR}/{shard.name}"
+        entry = S.ShardEntry(name=name, samples=len(samples), bytes=shard.stat().st_size, sha256=S.sha256(shard),
+                             first_key=samples[0]["clip_id"] if samples else None,
+                             last_key=samples[-1]["clip_id"] if samples else None)
+        done = {"key": key, "entry": entry.model_dump(), "stats": stats(videos, samples),
+                "errors": [j for j in map(json.loads, rejects) if j["kind"] == "error"][:20]}
+        rows = [{"key": r["clip_id"], "shard": name, **{c: r.get(c) for c in S.INDEX_COLUMNS}} for r in samples]
+        cols = {"key": pa.string(), "shard": pa.string(), "video_id": pa.string(), "clip_index": pa.int64(),
+                **{c: pa.float64() for c in ("start", "end", "duration", "fps")}, "has_audio": pa.bool_(),
+                "path": pa.string()}
+        atomic_write(index, parquet_bytes(pa.Table.from_pylist(rows, schema=pa.schema(cols)), done))
+        log_time(self.ctx, self.name, [shard.name], time.perf_counter() - t)
+        return done
 
-    def finish(self, parts: list[dict], failures: Counter) -> S.Manifest:
-        """Manifest, index and shard lists from the written shards; stale shards are removed last."""
-        import pyarrow as pa
-        import pyarrow.parquet as pq
+    def sample(self, r: dict, md: Media) -> dict:
+        sample = {"__key__": r["clip_id"],
+                  "json": json.dumps(sample_json(r), sort_keys=True, ensure_ascii=False).encode()}
+        for ext, member in S.members(r).items():
+            sample[ext] = md.read(r["media"], member)
+        if self.p.audio_fbank and "wav" in sample:
+            import numpy as np
+
+            from models.audio import fbank
+            with tempfile.NamedTemporaryFile(suffix=".wav") as w:
+                w.write(sample["wav"])
+                w.flush()
+                buf = io.BytesIO()
+                np.save(buf, fbank(w.name).astype(np.float16))
+            sample["audio_fbank.npy"] = buf.getvalue()
+        return sample
+
+    def finish(self, done: list[dict], videos: int) -> S.Manifest:
+        """Manifest and shard lists from the written shards (in unit order); stale files are removed last."""
         out = self.ctx.out
-        entries = [S.ShardEntry(**p["entry"]) for p in parts]
-        total = Counter()
-        fields, per_video, models = Counter(), Counter(), {}
-        for p in parts:
-            st = p["stats"]
-            total["samples"] += st["samples"]
-            total["seconds"] += st["seconds"]
+        entries = [S.ShardEntry(**d["entry"]) for d in done]
+        fields, models, failures, per = Counter(), {}, Counter(), Counter()
+        for d in done:
+            st = d["stats"]
             fields.update(st["fields"])
-            per_video.update(st["clips_per_video"])
             models.update(st["models"])
+            failures.update(st["failures"])
+            per.update({k: st["clips_per_video"][k] for k in ("videos", "clips")})
+            per["min"] = min(per.get("min", 1 << 62), st["clips_per_video"]["min"])
+            per["max"] = max(per["max"], st["clips_per_video"]["max"])
+        samples = sum(e.samples for e in entries)
         man = S.Manifest(
-            mvid_version=pipeline.__version__,
-            pattern=S.pattern(len(entries)),
-            samples=total["samples"], hours=round(total["seconds"] / 3600, 6), shards=entries,
-            fields=dict(sorted(fields.items())), clips_per_video=dict(sorted(per_video.items())),
-            models=dict(sorted(models.items())), failures=dict(sorted(failures.items())))
-        rows = [row for p in parts for row in p["rows"]]
-        buf = io.BytesIO()
-        pq.write_table(pa.Table.from_pylist(rows) if rows else pa.table({"key": pa.array([], pa.string())}), buf)
-        atomic_write(out / S.INDEX, buf.getvalue())
+            mvid_version=pipeline.__version__, pattern=S.pattern(len(entries)), samples=samples,
+            hours=round(sum(d["stats"]["seconds"] for d in done) / 3600, 6), shards=entries, videos=videos,
+            videos_with_clips=per["videos"],
+            clips_per_video={"min": per["min"] if per["videos"] else 0, "max": per["max"],
+                             "mean": round(per["clips"] / per["videos"], 2) if per["videos"] else 0},
+            fields=dict(sorted(fields.items())), models=dict(sorted(models.items())),
+            failures=dict(sorted(failures.items())))
         wids = {"__kind__": "wids-shard-index-v1", "wids_version": 1, "name": "mvid",
                 "shardlist": [{"url": e.name, "nsamples": e.samples, "filesize": e.bytes} for e in entries]}
         atomic_write(out / S.WIDS, json.dumps(wids, indent=1).encode())
@@ -118,20 +147,24 @@ class Shard(Stage):
                              "shards": [e.name for e in entries]}]}
         atomic_write(out / S.WDS, json.dumps(wds, indent=1).encode())  # JSON is valid YAML
         atomic_write(out / S.MANIFEST, man.model_dump_json(indent=1).encode())
-        keep = {e.name for e in entries}
-        for p in (out / S.SHARD_DIR).glob("*"):
-            if f"{S.SHARD_DIR}/{p.name}" not in keep:
-                p.unlink()
+        keep = {Path(e.name).stem for e in entries}
+        for d in (S.SHARD_DIR, S.INDEX, S.FAILURES):
+            for p in (out / d).glob("*"):
+                if p.name.split(".")[0] not in keep:
+                    p.unlink()
         return man
 
 
-def stats(recs: list[dict]) -> dict:
-    fields = Counter(k for r in recs for k, v in sample_json_fields(r) if v not in (None, "", [], {}))
-    return {"samples": len(recs), "seconds": sum(r.get("duration", 0) for r in recs), "fields": dict(fields),
-            "clips_per_video": dict(Counter(r["video_id"] for r in recs)),
-            "models": {k: v for r in recs for k, v in (r.get("models") or {}).items()}}
-
-
-def sample_json_fields(rec: dict):
-    yield from ((ext, True) for ext in S.members(rec))
-    yield from ((k, v) for k, v in rec.items() if k not in WORK_ONLY)
+def stats(videos: list[dict], samples: list[dict]) -> dict:
+    fields = Counter()
+    for r in samples:
+        fields.update(S.members(r).keys())
+        fields.update(k for k, v in sample_json(r).items() if v not in ("", [], {}))
+    counts = [len(v["clips"]) for v in videos if v["clips"]]
+    rejects = [j for v in videos for j in v["rejects"]]
+    return {"samples": len(samples), "seconds": sum(r.get("duration") or 0 for r in samples), "fields": dict(fields),
+            "clips_per_video": {"videos": len(counts), "clips": sum(counts), "min": min(counts, default=1 << 62),
+                                "max": max(counts, default=0)},
+            "failures": dict(Counter(j["code"] for j in rejects)),
+            "kinds": dict(Counter(f"{j['kind']}:{j['code']}" for j in rejects)),
+            "models": {k: v for r in samples for k, v in (r.get("models") or {}).items()}}

@@ -81,8 +81,7 @@ class Split(Stage):
     Params = SplitParams
     key = "video_id"
     requires = ("video_id", "path", "probe")
-    produces = ("clip_id", "clip_index", "start_frame", "end_frame", "start", "end", "duration", "fps",
-                "shot_score")
+    produces = ("clips",)  # clip_id, clip_index, start_frame, end_frame, start, end, duration, fps, shot_score
     uses_model = True
 
     def setup(self):
@@ -101,7 +100,7 @@ class Split(Stage):
         probs = self.model(chunks)
         if not len(probs):
             raise StageError("no_frames", "the video decoded to no frames")
-        res = Result()
+        res, clips = Result(), []
         min_len, max_len = math.ceil(p.min_clip_s * fps), max(1, int(p.max_clip_s * fps))
         for s, e in scenes(probs, p.threshold):
             if e + 1 - s < max(min_len, 1):
@@ -109,10 +108,11 @@ class Split(Stage):
                                              f"min_clip_s={p.min_clip_s}", "drop", frames=[s, e + 1]))
                 continue
             for a, b in pieces(s, e + 1, max_len):
-                i = len(res.records)
-                res.records.append({
-                    **rec, "clip_id": clip_id(rec["video_id"], i), "clip_index": i,
+                i = len(clips)
+                clips.append({
+                    "clip_id": clip_id(rec["video_id"], i), "clip_index": i, "has_audio": rec["has_audio"],
                     "start_frame": a, "end_frame": b, "start": a / fps, "end": b / fps,
                     "duration": (b - a) / fps, "fps": fps, "shot_score": float(probs[a:b].max()),
                 })
+        res.records.append({**rec, "clips": clips})
         return res

@@ -29,6 +29,7 @@ class Translate(Stage):
     Params = TranslateParams
     requires = ("clip_id", "transcript", "lid")
     produces = ("translation", "captions")
+    media = ("audio_path",)  # read in Seamless's speech mode
     uses_model = True
     models = {"seamless": "translate", "llm": "llm"}
 
@@ -42,7 +43,7 @@ class Translate(Stage):
         sm, llm = self.m["seamless"], self.m["llm"]
         speech = sm.mode == "speech"
         texts = sm([{"text": r["transcript"]["text"], "src_lang": r["lid"]["language"],
-                     "audio": str(self.ctx.work / r["audio_path"]) if speech else None} for r in groups["seamless"]])
+                     "audio": r["audio_path"] if speech else None} for r in groups["seamless"]])
         done = [(r, "none", r["transcript"]["text"], None) for r in groups["none"]]
         done += [(r, "seamless", t, sm.name) for r, t in zip(groups["seamless"], texts)]
         done += [(r, "llm", t, llm.name) for r, t in zip(groups["llm"], self.by_llm(groups["llm"]))]

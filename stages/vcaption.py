@@ -21,12 +21,13 @@ class Vcaption(Stage):
     Params = VcaptionParams
     requires = ("clip_id", "frame_paths")
     produces = ("raw_captions",)
+    media = ("frame_paths",)
     uses_model = True
     models = {"model": "vcaption"}
 
     def process_batch(self, recs):
         m = self.m["model"]
-        caps = m([{"frames": [str(self.ctx.work / f) for f in r["frame_paths"]], "fps": r.get("fps")} for r in recs])
+        caps = m([{"frames": r["frame_paths"], "fps": r.get("fps")} for r in recs])
         return [Result.ok(with_caption(r, "V", c, m.name)) for r, c in zip(recs, caps)]
 
 

@@ -76,9 +76,9 @@ def check_invariants(out: Path, inputs: list, work: Path | None = None) -> tuple
                     assert key not in samples, f"{key} twice in the shards"
                     samples[key] = json.load(tar.extractfile(m))
     assert len(samples) == manifest(out).samples
-    rows = (out / S.FAILURES).read_text().splitlines()
+    fails = list(S.failures(out))
+    rows = [json.dumps(f, sort_keys=True) for f in fails]
     assert len(rows) == len(set(rows)), "a failure record twice"
-    fails = [json.loads(r) for r in rows]
     assert all(f["path"] and f["stage"] and f["code"] and f["message"] for f in fails)
     shipped = {x["path"] for x in samples.values()}
     whole = {f["path"] for f in fails if f["kind"] == "error" and f["id"] == f["video_id"]}
@@ -86,11 +86,31 @@ def check_invariants(out: Path, inputs: list, work: Path | None = None) -> tuple
     assert not {f["id"] for f in fails} & set(samples), "a clip both shipped and failed"
     assert shipped | {f["path"] for f in fails} == {str(Path(p).resolve()) for p in inputs}
     if work:
-        made = [r["clip_id"] for p in (work / "stages/split").glob("*/*.json")
-                for r in json.loads(p.read_text())["records"]]
+        made = [c["clip_id"] for c in clips(work, "split").values()]
         failed = {f["id"] for f in fails}
         assert len(made) == len(set(made)) and set(made) == set(samples) | (failed & set(made))
     return samples, fails
+
+
+def videos(work: Path, stage: str) -> dict:
+    """Every video a stage persisted in a work folder (its parts), by video id."""
+    import pyarrow.parquet as pq
+
+    from schemas import record as R
+    return {v["video_id"]: v for p in sorted((work / "stages" / stage).glob("*.parquet"))
+            for u in R.rows(pq.read_table(p)) for v in u["videos"]}
+
+
+def clips(work: Path, stage: str) -> dict:
+    """Every clip a stage persisted, joined with its video's fields, by clip id."""
+    from pipeline.runner import merged
+    return {c["clip_id"]: merged(v, c) for v in videos(work, stage).values() for c in v["clips"]}
+
+
+@pytest.fixture(scope="session")
+def persisted():
+    """(videos, clips): what a stage persisted in a work folder, by video id and by clip id."""
+    return videos, clips
 
 
 @pytest.fixture(scope="session")

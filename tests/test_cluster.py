@@ -17,11 +17,13 @@ import time
 from collections import defaultdict
 from pathlib import Path
 
+import pyarrow.parquet as pq
 import pytest
 import webdataset as wds
 import yaml
 
 from pipeline.samples import make_cut_video
+from schemas import record as R
 from schemas import shard as S
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -34,7 +36,7 @@ STAGES = [
     {"name": "split", "min_clip_s": 0.5, "max_clip_s": 3.0, "window_batch": 2, "threads": 1,
      "resources": {"cpus": 0.5, "actors": 1, "memory_gb": 0.5, "custom": {"gpu_sim": 1}}},
     {"name": "extract", "frames": 2, "frame_size": 32, "max_side": 96, "resources": {"cpus": 1, "memory_gb": 0.25}},
-    {"name": "shard", "target_mb": 1},
+    {"name": "shard", "videos": 1},
 ]
 
 
@@ -66,7 +68,7 @@ def timings(work, stage) -> list[dict]:
             for i, x in enumerate(p.read_text().splitlines())]
 
 
-def test_custom_resource_placement_and_node_loss(cluster, inputs, tmp_path, mvid):
+def test_custom_resource_placement_and_node_loss(cluster, inputs, tmp_path, mvid, persisted):
     c, node = cluster
     gpu = c.add_node(num_cpus=1, resources={"gpu_sim": 1}, **node)  # split's actor: 0.5 CPU + gpu_sim
     small = c.add_node(num_cpus=1, resources={"gpu_sim": 1}, memory=128 * MB, **node)  # RAM for neither
@@ -100,22 +102,25 @@ def test_custom_resource_placement_and_node_loss(cluster, inputs, tmp_path, mvid
     assert all(t["rss_mb"] > 50 for t in timings(work, "split"))  # a torch process's peak RSS
 
     # Every clip split made is in the shards exactly once; every input is in the shards or in failures.jsonl.
-    splits = [json.loads(p.read_text()) for p in (work / "stages/split").glob("*/*.json")]
-    clips = sorted(r["clip_id"] for e in splits for r in e["records"])
+    clips = sorted(persisted[1](work, "split"))
     m = json.loads((out / S.MANIFEST).read_text())
     keys = [s["__key__"] for s in wds.WebDataset(str(out / m["pattern"]), shardshuffle=False)]
     assert len(clips) >= n_inputs
     assert sorted(keys) == clips
-    fails = [json.loads(x) for x in (out / S.FAILURES).read_text().splitlines()]
+    fails = list(S.failures(out))
     assert {f["path"] for f in fails if f["kind"] == "error"} == {str(bad)}
-    assert len(set(m["clips_per_video"]) | {f["video_id"] for f in fails}) == n_inputs
+    shipped = {json.loads(s["json"])["video_id"] for s in wds.WebDataset(str(out / m["pattern"]), shardshuffle=False)}
+    assert len(shipped | {f["video_id"] for f in fails}) == n_inputs == m["videos"]
 
-    # A stage rerun on the cluster: `mvid stage` joins it through RAY_ADDRESS and keeps split on the gpu_sim node.
-    vid = splits[0]["key"]
+    # A stage rerun on the cluster: `mvid stage` joins it through RAY_ADDRESS and keeps split on the gpu_sim node;
+    # it runs only the unit that holds the video.
+    vid = next(iter(persisted[0](work, "split")))
+    unit = next(u["unit"] for p in (work / "stages/split").glob("*.parquet") for u in R.rows(pq.read_table(p))
+                if any(v["video_id"] == vid for v in u["videos"]))
     before = {t["at"] for t in timings(work, "split")}
     mvid("stage", "split", "--config", cfg, "--ids", vid, env=env)
     again = [t for t in timings(work, "split") if t["at"] not in before]
-    assert [t["keys"] for t in again if t["what"] == "batch"] == [[vid]]
+    assert [t["keys"] for t in again if t["what"] == "batch"] == [[unit]]
     assert {t["node"] for t in again} == {gpu.node_id}
 
 

@@ -8,14 +8,17 @@ import sys
 import time
 from collections import Counter
 
+import pyarrow.parquet as pq
 import pytest
 import webdataset as wds
 import wids
 
 from pipeline.config import load
 from pipeline.dag import Pipeline
-from pipeline.executor import LocalExecutor
+from pipeline.executor import RayExecutor
+from schemas import record as R
 from schemas import shard as S
+from stages.shard import compact
 
 SUBSET = ["cuts.mp4", "speech_de.mp4", "noaudio.mp4"]
 
@@ -32,33 +35,34 @@ def full(samples, tmp_path_factory, mvid):
     return d / "out", entries, p.stdout
 
 
-def stage_records(out, stage):
-    """Every record a stage persisted in the run's work folder, by clip id."""
-    saved = [json.loads(p.read_text()) for p in (out.parent / "work/stages" / stage).glob("*/*.json")]
-    return {r["clip_id"]: r for e in saved for r in e["records"]}
+@pytest.fixture(scope="module")
+def stage_records(persisted):
+    """Every clip a stage persisted in the run's work folder, by clip id."""
+    return lambda out, stage: persisted[1](out.parent / "work", stage)
 
 
-def test_summary_and_manifest(full):
+def test_summary_and_manifest(full, stage_records):
     out, entries, stdout = full
     assert f"videos in: {len(entries)}" in stdout
     m = manifest(out)
     assert m["samples"] > len(entries) and m["shards"]
     # every sample video gave clips: in the shards, or all dropped by the global selection
     scored = {r["video_id"] for r in stage_records(out, "clipscore").values()}
-    assert len(scored) == len(entries) and set(m["clips_per_video"]) <= scored
-    assert len(m["clips_per_video"]) >= len(entries) - 2
+    assert len(scored) == len(entries) == m["videos"]
+    assert len(entries) - 2 <= m["videos_with_clips"] <= len(entries)
     assert m["failures"].get("not_selected") and m["hours"] > 0.01
     per_video = Counter(r["video_id"] for r in stage_records(out, "split").values())
     assert max(per_video.values()) >= 20  # the 212 s shipped video, cut into shots
 
 
-def test_webdataset_reads_every_sample_with_all_fields(full):
+def test_webdataset_reads_every_sample_with_all_fields(full, samples):
     out, _, _ = full
     m = manifest(out)
-    keys = []
+    keys, seen = [], []
     for s in wds.WebDataset(str(out / m["pattern"]), shardshuffle=False).decode("rgb"):
         meta = s["json"]
         keys.append(s["__key__"])
+        seen.append((meta["path"], meta["clip_index"]))
         assert s["__key__"] == meta["clip_id"] and "." not in s["__key__"]
         assert isinstance(s["mp4"], bytes) and len(s["mp4"]) > 1000
         frames = [s[f"frame{i:02d}.jpg"] for i in range(8)]
@@ -69,7 +73,9 @@ def test_webdataset_reads_every_sample_with_all_fields(full):
         for k in ("video_id", "start", "end", "duration", "fps", "probe", "start_frame", "end_frame"):
             assert k in meta, k
     assert len(keys) == m["samples"] == len(set(keys))
-    assert keys == sorted(keys)
+    # input order: the videos as listed, each video's clips in order
+    listed = [json.loads(x)["path"] for x in (samples[0] / "inputs.jsonl").read_text().splitlines()]
+    assert seen == sorted(seen, key=lambda x: (listed.index(x[0]), x[1]))
 
 
 def samples_meta(out):
@@ -77,7 +83,7 @@ def samples_meta(out):
     return [json.loads(s["json"]) for s in wds.WebDataset(str(out / m["pattern"]), shardshuffle=False)]
 
 
-def test_speech_clips_have_s_captions_with_provenance(full):
+def test_speech_clips_have_s_captions_with_provenance(full, stage_records):
     out, _, _ = full
     scored = stage_records(out, "clipscore")  # every clip, before the global selection
     speech = [x for x in scored.values() if "/speech_" in x["path"]]
@@ -93,12 +99,12 @@ def test_speech_clips_have_s_captions_with_provenance(full):
     assert sum("/speech_" in x["path"] for x in metas) >= 2
     for x in metas:  # what the shards hold is what the stages made
         for k in ("captions", "reasons", "transcript", "lid", "translation", "models"):
-            assert x.get(k) == scored[x["clip_id"]].get(k), (x["clip_id"], k)
+            assert x.get(k) == compact(scored[x["clip_id"]]).get(k), (x["clip_id"], k)
         if not x["has_audio"]:
             assert x["reasons"]["S"] == "no_audio" and "S" not in x["captions"] and "A" not in x["captions"]
 
 
-def test_five_captions_or_reasons_and_selection(full):
+def test_five_captions_or_reasons_and_selection(full, stage_records):
     out, _, _ = full
     metas = samples_meta(out)
     for x in metas:
@@ -106,16 +112,14 @@ def test_five_captions_or_reasons_and_selection(full):
             assert (k in x["captions"]) != (k in x["reasons"]), (x["clip_id"], k)
         assert x["models"]["V"].startswith("tiny-random/") and "clip_emb" not in x
         assert set(x["clip_scores"]) >= {"V"} and x["clip_score"] is not None
-    # the shards hold the selected clips only; the select stage kept every score
-    saved = [json.loads(p.read_text()) for p in (out.parent / "work/stages/select").glob("*/*.json")]
-    kept = {r["clip_id"] for e in saved for r in e["records"]}
-    dropped = [j for e in saved for j in e["rejects"]]
-    assert kept == {x["clip_id"] for x in metas} and dropped
-    assert all(j["kind"] == "drop" and "clip_score" in j for j in dropped)
+    # the shards hold the selected clips only; every dropped clip keeps its score in its drop record
+    dropped = [j for j in S.failures(out) if j["stage"] == "select"]
+    scored = stage_records(out, "clipscore")
+    assert dropped and {x["clip_id"] for x in metas} | {j["id"] for j in dropped} == set(scored)
+    assert not {x["clip_id"] for x in metas} & {j["id"] for j in dropped}
+    assert all(j["kind"] == "drop" and j["clip_score"] == scored[j["id"]]["clip_score"] for j in dropped)
     assert min(x["clip_score"] for x in metas) >= max((j["clip_score"] for j in dropped
                                                      if j["code"] == "not_selected"), default=-1)
-    fails = [json.loads(x) for x in (out / S.FAILURES).read_text().splitlines()]
-    assert {j["id"] for j in dropped} <= {j["id"] for j in fails}
 
 
 def test_wids_and_index(full):
@@ -127,9 +131,10 @@ def test_wids_and_index(full):
     first, last = ds[0], ds[len(ds) - 1]
     assert {".mp4", ".json", ".frame00.jpg"} <= set(first)
     index = pq.read_table(out / S.INDEX).to_pylist()
-    assert [r["key"] for r in index] == sorted(r["key"] for r in index)
-    assert index[0]["key"] == first["__key__"] and index[-1]["key"] == last["__key__"]
-    assert len({r["shard"] for r in index}) == len(m["shards"])
+    assert len(index) == m["samples"] and index[0]["key"] == first["__key__"] and index[-1]["key"] == last["__key__"]
+    assert [r["key"] for r in index] == [s["__key__"] for s in wds.WebDataset(str(out / m["pattern"]),
+                                                                              shardshuffle=False)]
+    assert {r["shard"] for r in index} <= {s["name"] for s in m["shards"]}
 
 
 def test_clips_are_frame_accurate(full):
@@ -147,7 +152,7 @@ def test_inspect_and_verify(full, mvid):
     out, _, _ = full
     info = json.loads(mvid("shards", "inspect", out, "--json").stdout)
     m = manifest(out)
-    assert info["samples"] == m["samples"] and info["videos"] == len(m["clips_per_video"])
+    assert info["samples"] == m["samples"] and info["videos"] == m["videos"]
     assert info["fields"]["mp4"] == info["samples"] and info["fields"]["frame07.jpg"] == info["samples"]
     assert "clips per video" in mvid("shards", "inspect", out).stdout
     assert mvid("shards", "verify", out).stdout.strip().endswith("ok")
@@ -163,7 +168,7 @@ def test_resume_after_killed_driver_equals_uninterrupted(samples, tmp_path, mvid
     proc = subprocess.Popen([sys.executable, "-m", "pipeline.cli", *map(str, args("b"))], start_new_session=True,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 300
-    while not list((tmp_path / "b/work/stages/extract").glob("*/*.json")) and time.time() < deadline:
+    while not list((tmp_path / "b/work/stages/extract").glob("*.parquet")) and time.time() < deadline:
         time.sleep(0.2)
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
@@ -180,28 +185,31 @@ def test_resume_after_killed_driver_equals_uninterrupted(samples, tmp_path, mvid
     invariants(tmp_path / "b/out", [dest / n for n in SUBSET], tmp_path / "b/work")
 
 
-def test_stage_rerun_replaces_only_that_stage(samples, tmp_path):
+def test_stage_rerun_replaces_only_that_stage(samples, tmp_path, persisted):
+    videos = persisted[0]
     dest, _ = samples
     (tmp_path / "bad.mp4").write_text("not a video")
     lst = tmp_path / "in.jsonl"
     lst.write_text("".join(json.dumps({"path": str(p)}) + "\n" for p in [dest / "cuts.mp4", dest / "noise.mp4",
                                                                          tmp_path / "bad.mp4"]))
     cfg = load("demo", [f"input={lst}", f"work_dir={tmp_path / 'work'}", f"output_dir={tmp_path / 'out'}"])
-    pipe, ex = Pipeline(cfg), LocalExecutor()
+    pipe, ex = Pipeline(cfg), RayExecutor(num_cpus=2, object_store_mb=256)
     pipe.run(ex)
-    snap = lambda: {p.relative_to(tmp_path): (p.stat().st_mtime_ns, p.read_bytes())
-                    for p in (tmp_path / "work/stages").rglob("*.json")}
+    work = tmp_path / "work"
+    snap = lambda: {p.relative_to(work / "stages"): (p.stat().st_mtime_ns, p.read_bytes())
+                    for p in (work / "stages").rglob("*.parquet")}
+    unit = {v["path"]: u["unit"] for p in (work / "stages/probe").glob("*.parquet")
+            for u in R.rows(pq.read_table(p)) for v in u["videos"]}
     before = snap()
-    pipe.rerun(ex, "extract", "all")
+    assert pipe.rerun(ex, "extract", "all") == 3
     after = snap()
-    changed = {p.parts[2] for p in before if before[p][0] != after[p][0]}
-    assert changed == {"extract"}
+    assert {p.parts[0] for p in before if before[p][0] != after[p][0]} == {"extract"}
     assert all(before[p][1] == after[p][1] for p in before)  # same inputs, same outputs
     before = after
-    assert pipe.rerun(ex, "probe", "failed") == 0  # only bad.mp4 reruns, and fails again
+    pipe.rerun(ex, "probe", "failed")  # only bad.mp4 reruns, and fails again
     after = snap()
-    assert [p.name for p in before if before[p][0] != after[p][0]] == [p.name for p in before if "bad_" in p.name]
-    vid = next(p.stem for p in before if p.parts[2] == "split" and "cuts_" in p.name)
+    assert [str(p) for p in before if before[p][0] != after[p][0]] == [f"probe/{unit[str(tmp_path / 'bad.mp4')]}.parquet"]
+    vid = next(v for v in videos(work, "split") if v.startswith("cuts_"))
     pipe.rerun(ex, "split", ids=[vid])
-    changed = [p for p in before if snap()[p][0] != after[p][0]]
-    assert [p.stem for p in changed] == [vid] and changed[0].parts[2] == "split"
+    changed = [str(p) for p in before if snap()[p][0] != after[p][0]]
+    assert changed == [f"split/{unit[str(dest / 'cuts.mp4')]}.parquet"]

@@ -1,16 +1,28 @@
 """Inputs and ids: folders, globs, Parquet/CSV/JSONL lists; stable ids that are safe WebDataset keys."""
 import json
 import re
+from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.csv as pcsv
 import pyarrow.parquet as pq
 import pytest
 
-from pipeline.inputs import InputError, discover
+from pipeline.inputs import InputError, read_unit, write_units
 from schemas.record import clip_id, video_id
 
 SAFE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_-]*$")
+
+
+def discover(spec: str, per_unit: int = 2) -> tuple[list[dict], list[dict]]:
+    """The listing as write_units stores it: videos to process, and the rejects of failed ones."""
+    work = Path(spec).parent / f"work{per_unit}"
+    n, count = write_units(spec, work, per_unit)
+    units = [read_unit(work, i) for i in range(n)]
+    assert [len(u["videos"]) for u in units[:-1]] == [per_unit] * (n - 1)
+    assert sum(len(u["videos"]) for u in units) == count
+    vs = [v for u in units for v in u["videos"]]
+    return [v for v in vs if not v["failed"]], [j for v in vs for j in v["rejects"]]
 
 
 @pytest.fixture
@@ -32,7 +44,7 @@ def test_folder_finds_videos_with_safe_stable_ids(videos):
 
 
 def test_glob(videos):
-    recs, _ = discover(str(videos / "*.mkv"))
+    recs, _ = discover(str(videos / "*.mkv"), per_unit=1)
     assert [r["path"] for r in recs] == [str(videos / "x.y.z.mkv")]
 
 
@@ -48,7 +60,7 @@ def test_lists_carry_transcripts_dedupe_and_report_missing(videos, tmp_path):
     for f in ("in.jsonl", "in.parquet", "in.csv"):
         recs, rejects = discover(str(tmp_path / f))
         assert [r["path"] for r in recs] == [str(videos / "a.mp4"), str(videos / "b c.mp4")], f
-        assert recs[0]["input_transcript"] == "hello" and recs[0]["input_language"] == "en"
+        assert recs[0]["input_text"] == "hello" and recs[0]["input_language"] == "en"
         assert SAFE.match(recs[1]["video_id"]) and recs[1]["video_id"].startswith("my_id_1_")
         assert [(j["code"], j["path"]) for j in rejects] == [("missing_file", str(videos / "gone.mp4"))]
 

@@ -22,9 +22,11 @@ import pytest
 
 from pipeline.config import load
 from pipeline.dag import Pipeline, RunError
-from pipeline.executor import LocalExecutor
+from pipeline.executor import RayExecutor
 from pipeline.runner import Runner
 from pipeline.stage import Ctx
+from pipeline.store import Parts
+from schemas import record as R
 from schemas import shard as S
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -48,7 +50,7 @@ stages:
     frame_size: 32
     resources: {{cpus: 1}}
   - name: shard
-    target_mb: 0.05
+    videos: 1
 """
 ODD_NAME = "-a name with 'quotes\", ünïcödé 視頻 and.dots.mp4"  # a leading '-', spaces, quotes, unicode, dots
 
@@ -145,7 +147,7 @@ def title(p: psutil.Process) -> str:
 
 def kill_split_actor(proc: subprocess.Popen, work: Path) -> int:
     """Once split has saved one video, SIGKILL the split actor's process; returns how many split had saved."""
-    saved = lambda: len(list((work / "stages/split").glob("*/*.json")))  # noqa: E731
+    saved = lambda: len(list((work / "stages/split").glob("*.parquet")))  # noqa: E731
     deadline = time.time() + 300
     while not saved() and proc.poll() is None and time.time() < deadline:
         time.sleep(0.05)
@@ -232,7 +234,7 @@ def test_media_of_odd_but_good_videos(corpus):
 def test_hostile_files_read_and_fetch_nothing(corpus, invariants):
     c = corpus
     assert c["hits"] == []  # the playlists and concat lists pointing at the loopback server fetched nothing
-    fails = [json.loads(x) for x in (c["out"] / S.FAILURES).read_text().splitlines()]
+    fails = list(S.failures(c["out"]))
     assert not any("secret" in json.dumps(f) for f in fails)
     # Nothing was written outside the work and output folders, whatever the names and ids.
     assert sorted(p.name for p in c["root"].iterdir()) == ["in", "in.jsonl", "out", "outside", "recipe.yaml",
@@ -245,7 +247,7 @@ def test_hostile_files_read_and_fetch_nothing(corpus, invariants):
 
 def test_split_actor_killed_mid_run_every_clip_once(corpus, invariants):
     c = corpus
-    split = len(list((c["root"] / "work/stages/split").glob("*/*.json")))
+    split = len(list((c["root"] / "work/stages/split").glob("*.parquet")))
     assert c["killed_at"] < split, "split finished before its actor could be killed"
     invariants(c["out"], [c["out"].parent / "in" / n for n in c["cases"]], c["root"] / "work")
 
@@ -281,26 +283,34 @@ def test_oom_batch_is_split_then_recorded_per_item(tmp_path, monkeypatch):
         return real(self, batch)
 
     monkeypatch.setattr(FastTextLID, "__call__", oom)
-    recs = [{"clip_id": f"v-{i:04d}", "video_id": "v", "path": "/v.mp4", "transcript": {"text": t}}
-            for i, t in enumerate(texts)]
     ctx = Ctx(tmp_path / "work", tmp_path / "out")
-    assert LocalExecutor().stream([LidParams(batch_size=8)], recs, ctx) == 7
+    (v,) = Runner("lid", LidParams(batch_size=8).model_dump(), ctx, "fp")(unit(texts))["videos"].to_pylist()[0]
     assert calls[0] == 8 and calls.count(1) == 8  # halved down to single clips, each tried once alone
-    saved = {r["clip_id"]: Runner("lid", LidParams().model_dump(), ctx).store.get(r["clip_id"]) for r in recs}
-    assert [j["code"] for j in saved["v-0005"]["rejects"]] == ["oom"] and not saved["v-0005"]["records"]
-    assert all(e["records"][0]["lid"]["language"] for k, e in saved.items() if k != "v-0005")
+    assert [c["clip_id"] for c in v["clips"]] == [f"v-{i:04d}" for i in range(8) if i != 5]
+    assert [(j["id"], j["code"]) for j in v["rejects"]] == [("v-0005", "oom")]
+    assert all(c["lid"]["language"] for c in v["clips"])
+    saved = R.rows(Parts(ctx.work, "lid").read("000000"))[0]["videos"][0]  # the part holds what came out
+    assert saved == R.rows(R.table([{"unit": "000000", "_k": "", "videos": [v]}]))[0]["videos"][0]
+
+
+def unit(texts: list[str]):
+    """A unit of one video whose clips carry these transcripts."""
+    clips = [{"clip_id": f"v-{i:04d}", "transcript": {"text": t}} for i, t in enumerate(texts)]
+    return R.table([{"unit": "000000", "_k": "in", "videos": [{"video_id": "v", "path": "/v.mp4", "failed": False,
+                                                                "clips": clips, "rejects": []}]}])
 
 
 @pytest.fixture(scope="module")
 def local(tmp_path_factory):
-    """Two videos in-process (LocalExecutor): one plain, one longer than max_duration_s and capped."""
+    """Two videos driven from this process (Pipeline on a local Ray): one plain, one longer than max_duration_s
+    and capped."""
     root = tmp_path_factory.mktemp("local")
     (root / "in").mkdir()
     inputs = [video(root / "in/good.mp4"), video(root / "in/long.mp4", 6)]
     (root / "in.jsonl").write_text("".join(json.dumps({"path": str(p)}) + "\n" for p in inputs))
     (root / "recipe.yaml").write_text(RECIPE.format(root=root, long="cap"))
     pipe = Pipeline(load(str(root / "recipe.yaml")))
-    pipe.run(LocalExecutor())
+    pipe.run(RayExecutor(num_cpus=2, object_store_mb=256))
     return root, pipe, inputs
 
 
@@ -334,21 +344,31 @@ class DiskFull:
         self.f.close()
 
 
-def test_disk_full_while_writing_a_shard(local, invariants, monkeypatch):
+def disk_full():
+    """Ray's worker setup hook: in every worker, shard 1's file fills the disk after 8 kB."""
     import stages.shard
+    real = open
+    stages.shard.open = lambda p, *a, **k: (DiskFull(real(p, *a, **k), 1 << 13) if S.shard_name(1) in str(p)
+                                            else real(p, *a, **k))
+
+
+def test_disk_full_while_writing_a_shard(local, invariants):
+    import ray
     root, pipe, inputs = local
     out = root / "out"
     before = json.loads((out / S.MANIFEST).read_text())
     assert len(before["shards"]) >= 2
-    real = open
-    monkeypatch.setattr(stages.shard, "open", lambda p, *a, **k: DiskFull(real(p, *a, **k), 1 << 13)
-                        if S.shard_name(1) in str(p) else real(p, *a, **k), raising=False)
-    with pytest.raises(RunError, match=f"No space left on device while writing shards/{S.shard_name(1)}"):
-        pipe.run(LocalExecutor())
+    (out / S.SHARD_DIR / S.shard_name(1)).unlink()  # so that the rerun writes it again
+    ray.shutdown()  # the shards are written in Ray workers: the fault goes in through a fresh Ray's setup hook
+    ray.init(num_cpus=2, include_dashboard=False, runtime_env={"worker_process_setup_hook": disk_full})
+    try:
+        with pytest.raises(RunError, match=f"No space left on device while writing shards/{S.shard_name(1)}"):
+            pipe.run(RayExecutor())
+    finally:
+        ray.shutdown()
     assert not (out / S.MANIFEST).exists()  # so no manifest lists the shard that could not be written
     assert [p.name for p in (out / S.SHARD_DIR).iterdir() if not p.name.endswith(".tar")] == []  # no temp file
-    monkeypatch.undo()
-    pipe.run(LocalExecutor())  # the rerun completes the output, the same as before the fault
+    pipe.run(RayExecutor(num_cpus=2, object_store_mb=256))  # the rerun completes the output, as before the fault
     after = json.loads((out / S.MANIFEST).read_text())
     assert [s["sha256"] for s in after["shards"]] == [s["sha256"] for s in before["shards"]]
     invariants(out, inputs, root / "work")
@@ -401,8 +421,6 @@ def test_input_that_kills_its_worker_is_recorded_not_retried_forever(tmp_path):
     from pipeline.runner import CRASHES
     from stages.lid import LidParams
     texts = ["good morning everyone", "guten morgen zusammen", "buenos días a todos", "bonjour à tous"]
-    recs = [{"clip_id": f"v-{i:04d}", "video_id": "v", "path": "/v.mp4", "transcript": {"text": t}}
-            for i, t in enumerate(texts)]
     ctx = Ctx(tmp_path / "work", tmp_path / "out")
 
     def worker():
@@ -414,7 +432,7 @@ def test_input_that_kills_its_worker_is_recorded_not_retried_forever(tmp_path):
                 os._exit(9)
             return real(self, batch)
         FastTextLID.__call__ = die
-        Runner("lid", LidParams().model_dump(), ctx).process(recs)
+        Runner("lid", LidParams().model_dump(), ctx, "fp")(unit(texts))
 
     codes = []
     for _ in range(CRASHES + 2):
@@ -425,8 +443,7 @@ def test_input_that_kills_its_worker_is_recorded_not_retried_forever(tmp_path):
         if p.exitcode == 0:
             break
     assert codes == [9] * CRASHES + [0]  # the batch, then the poison alone until it is given up
-    store = Runner("lid", LidParams().model_dump(), ctx).store
-    saved = {r["clip_id"]: store.get(r["clip_id"]) for r in recs}
-    assert [j["code"] for j in saved["v-0001"]["rejects"]] == ["worker_crash"] and not saved["v-0001"]["records"]
-    assert all(len(e["records"]) == 1 for k, e in saved.items() if k != "v-0001")
-    assert not list((tmp_path / "work/attempts").rglob("v-*"))  # every key stored: no attempt left open
+    (v,) = R.rows(Parts(ctx.work, "lid").read("000000"))[0]["videos"]
+    assert [(j["id"], j["code"]) for j in v["rejects"]] == [("v-0001", "worker_crash")]
+    assert [c["clip_id"] for c in v["clips"]] == ["v-0000", "v-0002", "v-0003"]
+    assert not [p for p in (tmp_path / "work/attempts").rglob("*") if p.is_file()]  # stored: no attempt left open

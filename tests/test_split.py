@@ -5,7 +5,7 @@ import torch
 
 from models.base import ModelSpec
 from pipeline.samples import transnet_video
-from pipeline.stage import Ctx
+from pipeline.stage import Ctx, Result
 from stages.extract import uniform
 from stages.split import Split, SplitParams, cuts, f1, pieces, scenes, true_cuts
 
@@ -17,7 +17,8 @@ def split(path, tmp_path, **kw):
     (res,) = Probe(ProbeParams(), ctx).process_batch([rec])
     st = Split(SplitParams(**{"min_clip_s": 0, "max_clip_s": 1e6, **kw}), ctx)
     st.setup()
-    return st.process_batch(res.records)[0]
+    out = st.process_batch(res.records)[0]
+    return Result(records=out.records[0]["clips"] if out.records else [], rejects=out.rejects)
 
 
 def spans(res):

@@ -1,0 +1,53 @@
+"""Clip media in one tar per video (work/media/<xx>/<video_id>.tar): every clip's mp4, wav and frames as
+members named <clip_id>.<ext>. Stages and the sink read members by name; nothing else in work/ is per clip."""
+from __future__ import annotations
+
+import io
+import os
+import tarfile
+from pathlib import Path
+
+
+def write_tar(path: Path, files: dict[str, Path]) -> None:
+    """Pack files (member name -> file) into path atomically, in name order, with fixed metadata."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        with open(tmp, "wb") as f:
+            with tarfile.open(fileobj=f, mode="w", format=tarfile.USTAR_FORMAT) as tar:
+                for name in sorted(files):
+                    data = Path(files[name]).read_bytes()
+                    info = tarfile.TarInfo(name)
+                    info.size, info.mode, info.mtime = len(data), 0o644, 0
+                    tar.addfile(info, io.BytesIO(data))
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+class Media:
+    """Read members of media tars, each tar opened once."""
+
+    def __init__(self, work: Path):
+        self.work, self.open = Path(work), {}
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        for t in self.open.values():
+            t.close()
+
+    def read(self, tar: str, member: str) -> bytes:
+        if tar not in self.open:
+            self.open[tar] = tarfile.open(self.work / tar)
+        return self.open[tar].extractfile(member).read()
+
+    def unpack(self, tar: str, member: str, dest: Path) -> str:
+        """The member as a file under dest (for models that read paths); its path."""
+        p = dest / member
+        if not p.exists():
+            p.write_bytes(self.read(tar, member))
+        return str(p)
