@@ -1,6 +1,6 @@
 """Scale: the post-model data path over N synthetic clips on a local Ray, and the resume scan after it.
 
-    python bench/scale.py --clips N [--json] [--write-doc]
+    python bench/scale.py --clips N [--json]
 
 A child process makes N clip records as the model stages leave them (scores, float32 embeddings with some
 near-duplicates, English transcripts) and small real media (one tiny H.264 frame as the clip, one JPEG frame,

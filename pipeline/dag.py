@@ -104,8 +104,10 @@ class Pipeline:
         k = todo.count()
         log.info("%d of %d units to run through %s", k, n, ", ".join(names))
         if k:
+            # Models load as their actors start, in parallel, from the first stage that some unit needs.
+            first = 0 if force else todo.min("_first")
             # Counting holds no CPU: a CPU for it would be budgeted away from the stages and stall them.
-            ds = ex.stream(todo, [s.p for s in stages], fps, self.ctx, force).map_batches(
+            ds = ex.stream(todo, [s.p for s in stages], fps, self.ctx, force, first).map_batches(
                 _counts, batch_format="pyarrow", num_cpus=0)
             _stream(ex, ds)
         return k
@@ -164,27 +166,30 @@ def _counts(t):
 
 
 def _pending(i: int, work: Path, stages: list[str], fps: list[str], forced: bool):
-    """Unit i, unless every stage holds a valid part of it."""
+    """Unit i, with the first stage that holds no valid part of it (_first), unless every stage does."""
+    import pyarrow as pa
     u = read_unit(work, i)
-    return R.table([] if not forced and _chain(work, u, stages, fps) else [u])
+    first = 0 if forced else _valid(work, u, stages, fps)[0]
+    t = R.table([] if first == len(stages) else [u])
+    return t.append_column("_first", pa.array([first] * t.num_rows, pa.int64()))
 
 
-def _chain(work: Path, u: dict, stages: list[str], fps: list[str]) -> str | None:
-    """The digest of the unit after the last stage, when every stage's part of it is valid (store.py)."""
+def _valid(work: Path, u: dict, stages: list[str], fps: list[str]) -> tuple[int, str]:
+    """How many stages, from the first, hold a valid part of the unit (store.py), and its digest after them."""
     k = u["_k"]
-    for s, fp in zip(stages, fps):
+    for i, (s, fp) in enumerate(zip(stages, fps)):
         m = Parts(work, s).valid(u["unit"], k, fp)
         if not m:
-            return None
+            return i, k
         k = m["out"]
-    return k
+    return len(stages), k
 
 
 def _leaf(i: int, work: Path, stages: list[str], fps: list[str]) -> tuple[dict, str]:
     """Unit i as the last stage left it, and its digest; without valid parts, its videos fail as not_processed."""
     u = read_unit(work, i)
-    k = _chain(work, u, stages, fps)
-    if k:
+    done, k = _valid(work, u, stages, fps)
+    if done == len(stages):
         return R.rows(Parts(work, stages[-1]).read(u["unit"]))[0], k
     for v in u["videos"]:
         if not v["failed"]:

@@ -72,13 +72,14 @@ class RayExecutor:
                               f"their largest task at once: {lack}; lower stages' resources (cpus, gpus, "
                               f"memory_gb, actors) or raise ray.num_cpus")
 
-    def stream(self, ds, stages: list[StageParams], fps: list[str], ctx: Ctx, force: dict):
+    def stream(self, ds, stages: list[StageParams], fps: list[str], ctx: Ctx, force: dict, first: int = 0):
         """The stream stages over a Dataset of units: model stages as actor pools, the others as tasks; each
-        unit is one batch, persisted as one part (pipeline/runner.py)."""
+        unit is one batch, persisted as one part (pipeline/runner.py). Stages from `first` on load their
+        models as their actors start; those before it hold valid parts of every unit and load on demand."""
         from stages import REGISTRY
-        for p, fp in zip(stages, fps):
+        for i, (p, fp) in enumerate(zip(stages, fps)):
             res = p.resources
-            args = (p.name, p.model_dump(), ctx, fp, force.get(p.name))
+            args = (p.name, p.model_dump(), ctx, fp, force.get(p.name), i >= first)
             kw = dict(batch_size=1, batch_format="pyarrow", num_cpus=res.cpus, zero_copy_batch=True)
             if res.gpus:
                 kw["num_gpus"] = res.gpus

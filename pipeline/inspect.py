@@ -8,11 +8,11 @@ from schemas import shard as S
 from schemas.shard import manifest, sha256
 
 
-def inspect(out: Path, show: int = 50) -> dict:
-    """What the manifest says, and the first `show` failure records that are errors (the rest are counted)."""
+def inspect(out: Path, show: int = 200) -> dict:
+    """What the manifest says, and the first `show` failure records (the manifest counts them all)."""
     m = manifest(out)
     errors = islice(({k: f.get(k) for k in ("stage", "code", "kind", "path", "id", "message")}
-                     for f in S.failures(out) if f["kind"] == "error"), show)
+                     for f in S.failures(out)), show)
     return {
         "shards": len(m.shards), "bytes": sum(s.bytes for s in m.shards), "samples": m.samples, "hours": m.hours,
         "videos": m.videos, "videos_with_clips": m.videos_with_clips, "clips_per_video": m.clips_per_video,

@@ -53,15 +53,17 @@ def merged(video: dict, clip: dict) -> dict:
 
 
 class Runner:
-    """Ray Data map_batches callable over units (one per batch). Models load on the first unit that needs them,
-    so a run whose parts are all valid loads none. `force`: None, "all", "failed", or a set of video/clip ids
-    whose units are recomputed (mvid stage)."""
+    """Ray Data map_batches callable over units (one per batch). Models load at once when `eager` (some unit will
+    need them), else on the first unit that does, so a stage whose parts are all valid loads none. `force`:
+    None, "all", "failed", or a set of video/clip ids whose units are recomputed (mvid stage)."""
 
-    def __init__(self, stage_name: str, params: dict, ctx: Ctx, fp: str, force=None):
+    def __init__(self, stage_name: str, params: dict, ctx: Ctx, fp: str, force=None, eager: bool = False):
         from stages import REGISTRY
         cls = REGISTRY[stage_name]
         self.stage = cls(cls.Params(**params), ctx)
         self.parts, self.fp, self.force, self.loaded = Parts(ctx.work, stage_name), fp, force, False
+        if eager:
+            self.setup()
 
     def __call__(self, batch: pa.Table) -> pa.Table:
         return R.table([self.unit(u) for u in R.rows(batch)])

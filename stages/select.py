@@ -74,8 +74,8 @@ def near_duplicates(clips: list[dict], limit: float) -> dict[str, str]:
 
 def cutoff(count, hist, fetch, n: int) -> tuple[int, str] | None:
     """The n-th best (order key, clip_id) of the pool, exactly, in a few passes over the score column:
-    radix select, 16 bits of the order key a pass, until at most LIMIT candidates share the prefix; those are
-    fetched and sorted. count() is the pool size; hist(prefix, shift) counts pool clips by the 16 bits below
+    radix select, 16 bits of the order key a pass, until at most LIMIT candidates share the prefix (a small pool
+    at once); those are fetched and sorted. count() is the pool size; hist(prefix, shift) counts pool clips by the 16 bits below
     `shift` among those whose key >> (shift + 16) == prefix; fetch(prefix, shift) returns (key, clip_id) of the
     clips whose key >> shift == prefix. None: keep the whole pool."""
     total = count()
@@ -83,8 +83,9 @@ def cutoff(count, hist, fetch, n: int) -> tuple[int, str] | None:
         return None
     if n <= 0:
         return (-1, "")  # before every key: keep nothing
-    prefix, need, shift = 0, n, 48  # need: rank within the current prefix, 1-based
-    while True:
+    prefix, need, shift = 0, n, 64  # need: rank within the current prefix, 1-based
+    while total > LIMIT:
+        shift -= 16
         h = hist(prefix, shift)
         cum = np.cumsum(h)
         b = int(np.searchsorted(cum, need))
@@ -92,7 +93,6 @@ def cutoff(count, hist, fetch, n: int) -> tuple[int, str] | None:
         prefix = (prefix << 16) | b
         if h[b] <= LIMIT or shift == 0:
             break
-        shift -= 16
     cands = sorted(fetch(prefix, shift))
     return cands[need - 1]
 

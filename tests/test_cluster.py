@@ -5,7 +5,7 @@ RAY_ADDRESS as on a real cluster.
 - split asks for a custom resource standing in for a GPU ("gpu_sim"): it runs only on the node that has it and
   the host memory split asks for (a second gpu_sim node has too little);
 - a worker node is killed while it extracts clips: the run still writes every clip exactly once, and every input
-  ends up in the shards or in failures.jsonl.
+  ends up in the shards or in the failure records.
 Which node ran what comes from work/timings/ (pipeline/runner.py writes each batch's Ray node id there)."""
 import json
 import os
@@ -101,7 +101,7 @@ def test_custom_resource_placement_and_node_loss(cluster, inputs, tmp_path, mvid
     assert small.node_id not in ran["split"] | ran["extract"]  # too little memory for either
     assert all(t["rss_mb"] > 50 for t in timings(work, "split"))  # a torch process's peak RSS
 
-    # Every clip split made is in the shards exactly once; every input is in the shards or in failures.jsonl.
+    # Every clip split made is in the shards exactly once; every input is in the shards or in the failure records.
     clips = sorted(persisted[1](work, "split"))
     m = json.loads((out / S.MANIFEST).read_text())
     keys = [s["__key__"] for s in wds.WebDataset(str(out / m["pattern"]), shardshuffle=False)]
