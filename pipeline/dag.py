@@ -132,10 +132,11 @@ class Pipeline:
         try:
             done = sorted((json.loads(r["done"]) for r in ex.rows(ds)), key=lambda d: d["entry"]["name"])
             man = self.sink.finish(done, videos)
-        except Exception as e:  # disk full, a failing mount; through Ray the OSError is the task error's cause
-            cause = e if isinstance(e, OSError) else getattr(e, "cause", None)
-            if not isinstance(cause, OSError):
+        except Exception as e:  # disk full, a failing mount; through Ray only the OSError's text survives
+            m = re.search(r"OSError: (\[Errno \d+\] [^\n]+)", str(e))
+            if not isinstance(e, OSError) and not m:
                 raise
+            cause = m.group(1) if m else e
             raise RunError(f"writing the output failed ({cause}); no manifest lists a partial "
                            f"shard. Run `mvid run` again once {self.ctx.out} is writable.") from None
         kinds = Counter()

@@ -5,7 +5,6 @@ The corpus is made here with ffmpeg and a few lines of Python (no committed bina
 killed with SIGKILL and a loopback HTTP server counts the requests the hostile playlists could make. A killed
 driver is covered by tests/test_e2e.py::test_resume_after_killed_driver_equals_uninterrupted, LLM prompt
 injection by tests/test_fuse.py."""
-import errno
 import json
 import os
 import shutil
@@ -322,10 +321,14 @@ def test_long_video_capped_as_configured(local, invariants):
     assert 3.5 < max(x["end"] for x in long) <= 4
 
 
-class DiskFull:
-    """A file that takes `room` bytes, then fails as a full disk does."""
+FAULT = """
+import errno, os
+import stages.shard
+from schemas import shard as S
 
-    def __init__(self, f, room: int):
+
+class DiskFull:
+    def __init__(self, f, room):
         self.f, self.room = f, room
 
     def write(self, b):
@@ -345,22 +348,25 @@ class DiskFull:
 
 
 def disk_full():
-    """Ray's worker setup hook: in every worker, shard 1's file fills the disk after 8 kB."""
-    import stages.shard
     real = open
     stages.shard.open = lambda p, *a, **k: (DiskFull(real(p, *a, **k), 1 << 13) if S.shard_name(1) in str(p)
                                             else real(p, *a, **k))
+"""
 
 
-def test_disk_full_while_writing_a_shard(local, invariants):
+def test_disk_full_while_writing_a_shard(local, invariants, tmp_path):
+    """The fault goes into every Ray worker through a setup hook: shard 1's file fills the disk after 8 kB."""
     import ray
+    (tmp_path / "faults.py").write_text(FAULT)
     root, pipe, inputs = local
     out = root / "out"
     before = json.loads((out / S.MANIFEST).read_text())
     assert len(before["shards"]) >= 2
     (out / S.SHARD_DIR / S.shard_name(1)).unlink()  # so that the rerun writes it again
     ray.shutdown()  # the shards are written in Ray workers: the fault goes in through a fresh Ray's setup hook
-    ray.init(num_cpus=2, include_dashboard=False, runtime_env={"worker_process_setup_hook": disk_full})
+    path = os.pathsep.join([str(tmp_path), str(ROOT), os.environ.get("PYTHONPATH", "")])
+    ray.init(num_cpus=2, include_dashboard=False, runtime_env={"env_vars": {"PYTHONPATH": path},
+                                                                "worker_process_setup_hook": "faults.disk_full"})
     try:
         with pytest.raises(RunError, match=f"No space left on device while writing shards/{S.shard_name(1)}"):
             pipe.run(RayExecutor())
