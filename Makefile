@@ -4,6 +4,8 @@ VENV    := .venv
 BIN     := $(VENV)/bin
 UV      := $(BIN)/uv
 # The CPU machines keep a CPU torch wheel here; without it uv would fetch a multi-GB CUDA build.
+# --compile-bytecode: with PYTHONDONTWRITEBYTECODE set (as on these machines) every Ray worker would otherwise
+# compile torch, transformers and ray from source at each import (torch 6.7 s -> 3.3 s, ray 2.5 s -> 1.1 s).
 WHEELS  := $(if $(wildcard /opt/wheels),--find-links /opt/wheels,)
 PROFILE ?= demo
 RAY_ADDRESS ?=
@@ -19,7 +21,7 @@ $(VENV)/.ok: requirements.lock overrides.txt pyproject.toml
 	  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq ffmpeg espeak-ng >/dev/null; }
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/python -m pip install -q uv==0.13.9
-	$(UV) pip install -q --python $(BIN)/python $(WHEELS) --overrides overrides.txt -r requirements.lock
+	$(UV) pip install -q --python $(BIN)/python $(WHEELS) --overrides overrides.txt -r requirements.lock --compile-bytecode
 	$(UV) pip install -q --python $(BIN)/python --no-deps -e .
 	touch $@
 
