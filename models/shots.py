@@ -6,6 +6,7 @@ every (3, 1, 1) temporal one as a conv3d on a view of the same memory, batch nor
 weights. It agrees with the package's forward to about 1e-6 in the probabilities."""
 from __future__ import annotations
 
+import logging
 from typing import Iterable, Iterator
 
 import numpy as np
@@ -15,6 +16,7 @@ from models.base import Adapter, ModelSpec, device
 WIN, STEP, CTX = 100, 50, 25  # TransNetV2 windows: 100 frames, step 50, the middle 50 are kept
 H, W = 27, 48
 PRECISIONS = ("float32", "bfloat16")  # bfloat16: autocast; about twice as fast where the CPU has AVX512-BF16 or AMX
+log = logging.getLogger("mvid")
 
 
 def windows(chunks: Iterable[np.ndarray]) -> Iterator[np.ndarray]:
@@ -121,6 +123,10 @@ class TransNetV2(Adapter):
         self.precision = self.spec.options.get("precision", "float32")
         if self.precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {PRECISIONS}: {self.precision!r}")
+        if self.precision == "bfloat16" and self.dev == "cpu" and not torch.ops.mkldnn._is_mkldnn_bf16_supported():
+            # Without AVX512-BF16/AMX, oneDNN emulates bfloat16: measured 14x slower than float32 (docs/benchmarks.md).
+            log.warning("split: this CPU has no native bfloat16; TransNetV2 runs in float32")
+            self.precision = "float32"
 
     def __call__(self, chunks: Iterable[np.ndarray]) -> np.ndarray:
         """Per-frame transition probabilities for frames streamed as uint8 chunks of shape (n, 27, 48, 3)."""

