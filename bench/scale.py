@@ -63,7 +63,7 @@ def make(root: Path, clips: int) -> None:
     import pyarrow.parquet as pq
 
     from pipeline.inputs import FILE
-    from pipeline.media import write_tar
+    from pipeline.media import files as members_of, write_tar
     from pipeline.stage import Ctx
     from pipeline.store import digest
     from schemas import record as R
@@ -95,7 +95,7 @@ def make(root: Path, clips: int) -> None:
                                "transcript": {"text": "the quick brown fox jumps over the lazy dog", "source": "asr"},
                                "clip_score": round(float(rng.normal(0.3, 0.05)), 6), "clip_emb": emb[i].tolist()})
                 media_path = ctx.media(vid)
-                write_tar(media_path, files)
+                write_tar(media_path, members_of(files))
                 videos.append({"video_id": vid, "path": f"/synthetic/{vid}.mp4", "failed": False, "has_audio": True,
                                "media": str(media_path.relative_to(ctx.work)), "clips": cs, "rejects": []})
             w.write_table(R.table([{"unit": f"{u0 // PER_UNIT:06d}", "_k": digest(videos), "videos": videos}]))

@@ -98,17 +98,17 @@ class Pipeline:
         parts are all valid is skipped before any stage sees it; a run with none left starts no actor."""
         force = force or {}
         ex.check([s.p for s in stages])
-        fps = [s.fingerprint() for s in stages]
-        names = [s.name for s in stages]
-        todo = ex.units(n, _pending, work=self.ctx.work, stages=names, fps=fps, forced=bool(force)).materialize()
-        k = todo.count()
-        log.info("%d of %d units to run through %s", k, n, ", ".join(names))
+        scan = {"work": self.ctx.work, "stages": [s.name for s in stages], "fps": [s.fingerprint() for s in stages],
+                "forced": bool(force)}
+        k, first = 0, len(stages)
+        for r in ex.rows(ex.units(n, _first, **scan)):
+            k, first = k + 1, min(first, r["first"])
+        log.info("%d of %d units to run through %s", k, n, ", ".join(scan["stages"]))
         if k:
             # Models load as their actors start, in parallel, from the first stage that some unit needs.
-            first = 0 if force else todo.min("_first")
             # Counting holds no CPU: a CPU for it would be budgeted away from the stages and stall them.
-            ds = ex.stream(todo, [s.p for s in stages], fps, self.ctx, force, first).map_batches(
-                _counts, batch_format="pyarrow", num_cpus=0)
+            ds = ex.stream(ex.units(n, _pending, **scan), [s.p for s in stages], scan["fps"], self.ctx, force,
+                           first).map_batches(_counts, batch_format="pyarrow", num_cpus=0)
             _stream(ex, ds)
         return k
 
@@ -118,7 +118,7 @@ class Pipeline:
                  "fps": [s.fingerprint() for s in self.stream]}
         sel, cut, key, k, pool = self.select, None, "all", 0, 0
         if sel:
-            narrow = ex.units(n, _pool, select=sel.p.model_dump(), **chain).materialize()
+            narrow = ex.units(n, _pool, select=sel.p.model_dump(), fp=sel.fingerprint(), **chain).materialize()
             pool = narrow.count()
             k = sel.n(pool)
             cut = cutoff(lambda: pool, lambda a, b: _hist(ex, narrow, a, b), lambda a, b: _fetch(ex, narrow, a, b), k)
@@ -166,13 +166,23 @@ def _counts(t):
     return pa.table({"unit": t["unit"], "clips": [sum(len(v["clips"]) for v in u) for u in t["videos"].to_pylist()]})
 
 
-def _pending(i: int, work: Path, stages: list[str], fps: list[str], forced: bool):
-    """Unit i, with the first stage that holds no valid part of it (_first), unless every stage does."""
-    import pyarrow as pa
+def _todo(i: int, work: Path, stages: list[str], fps: list[str], forced: bool) -> tuple[dict, int]:
+    """Unit i, and the first of `stages` that holds no valid part of it (len(stages) when all do)."""
     u = read_unit(work, i)
-    first = 0 if forced else _valid(work, u, stages, fps)[0]
-    t = R.table([] if first == len(stages) else [u])
-    return t.append_column("_first", pa.array([first] * t.num_rows, pa.int64()))
+    return u, 0 if forced else _valid(work, u, stages, fps)[0]
+
+
+def _first(i: int, **scan):
+    """Unit i's first stage to run, as a row; no row when it is done."""
+    import pyarrow as pa
+    _, first = _todo(i, **scan)
+    return pa.table({"first": pa.array([first] if first < len(scan["stages"]) else [], pa.int64())})
+
+
+def _pending(i: int, **scan):
+    """Unit i as a row to stream, when some stage has to run on it."""
+    u, first = _todo(i, **scan)
+    return R.table([u] if first < len(scan["stages"]) else [])
 
 
 def _valid(work: Path, u: dict, stages: list[str], fps: list[str]) -> tuple[int, str]:
@@ -186,27 +196,40 @@ def _valid(work: Path, u: dict, stages: list[str], fps: list[str]) -> tuple[int,
     return len(stages), k
 
 
-def _leaf(i: int, work: Path, stages: list[str], fps: list[str]) -> tuple[dict, str]:
-    """Unit i as the last stage left it, and its digest; without valid parts, its videos fail as not_processed."""
+def _chain(i: int, work: Path, stages: list[str], fps: list[str]) -> tuple[dict, int, str]:
+    """Unit i as listed, how many of `stages` hold a valid part of it, and the digest of what they made of it
+    (the input's digest when some has not run): from the inputs and the parts' footers alone."""
     u = read_unit(work, i)
     done, k = _valid(work, u, stages, fps)
+    return u, done, k if done == len(stages) else u["_k"]
+
+
+def _leaf(u: dict, done: int, work: Path, stages: list[str]) -> dict:
+    """The unit as the last stage left it; without valid parts, its videos fail as not_processed."""
     if done == len(stages):
-        return R.rows(Parts(work, stages[-1]).read(u["unit"]))[0], k
+        return R.rows(Parts(work, stages[-1]).read(u["unit"]))[0]
     for v in u["videos"]:
         if not v["failed"]:
             v["failed"], v["rejects"] = True, [reject_of(v, "not_processed", "the stages have not run on it: run "
                                                          "`mvid run` again", stage="input")]
-    return u, u["_k"]
+    return u
 
 
-def _pool(i: int, select: dict, **chain):
+def _pool(i: int, select: dict, fp: str, work: Path, stages: list[str], fps: list[str]):
+    """Unit i's clips that compete for the global cut, as (order key, clip_id) rows, kept as a part of its own
+    (work/stages/select/) so that a rerun reads them instead of the unit's records."""
     import pyarrow as pa
     from stages.select import Select, SelectParams, order
+    u, done, k = _chain(i, work, stages, fps)
+    parts = Parts(work, "select")
+    if parts.valid(u["unit"], k, fp):
+        return parts.read(u["unit"])
     sel = Select(SelectParams(**select), None)
-    u, _ = _leaf(i, **chain)
-    clips = [c for v in u["videos"] for c in sel.pool(v)]
-    return pa.table({"u": pa.array(order([c["clip_score"] for c in clips]), pa.uint64()),
-                     "c": pa.array([c["clip_id"] for c in clips], pa.string())})
+    clips = [c for v in _leaf(u, done, work, stages)["videos"] for c in sel.pool(v)]
+    t = pa.table({"u": pa.array(order([c["clip_score"] for c in clips]), pa.uint64()),
+                  "c": pa.array([c["clip_id"] for c in clips], pa.string())})
+    parts.write(u["unit"], t, {"in": k, "fp": fp, "out": k})
+    return t
 
 
 def _hist(ex, narrow, prefix: int, shift: int):
@@ -228,21 +251,25 @@ def _fetch(ex, narrow, prefix: int, shift: int):
     return [(int(r["u"]), r["c"]) for r in ex.rows(narrow.map_batches(pick, batch_format="pyarrow", batch_size=None))]
 
 
-def _shard(i: int, sink: dict, select: dict | None, cut: tuple, key: str, ctx: Ctx, **chain):
+def _shard(i: int, sink: dict, select: dict | None, cut: tuple, key: str, ctx: Ctx, work: Path, stages: list[str],
+           fps: list[str]):
     """Unit i's shard: its kept clips (the selection applied: cut, n, pool) and every record of what was
-    dropped."""
+    dropped. A shard already written from the same records and selection is kept without reading them."""
     import pyarrow as pa
     from stages.select import Select, SelectParams
     from stages.shard import Shard, ShardParams
-    u, k = _leaf(i, **chain)
-    videos = u["videos"]
-    if select:
-        sel = Select(SelectParams(**select), ctx)
-        for v in videos:
-            if v["failed"]:
-                continue
-            res = sel.decide(v, *cut)
-            v["clips"], v["rejects"] = res.records[0]["clips"], v["rejects"] + [{**j, "stage": "select"}
-                                                                                 for j in res.rejects]
-    done = Shard(ShardParams(**sink), ctx).write(i, videos, digest([k, key]))
-    return pa.table({"done": [json.dumps(done)]})
+    u, done, k = _chain(i, work, stages, fps)
+    shard, key = Shard(ShardParams(**sink), ctx), digest([k, key])
+    made = shard.current(i, key)
+    if not made:
+        videos = _leaf(u, done, work, stages)["videos"]
+        if select:
+            sel = Select(SelectParams(**select), ctx)
+            for v in videos:
+                if v["failed"]:
+                    continue
+                res = sel.decide(v, *cut)
+                v["clips"], v["rejects"] = res.records[0]["clips"], v["rejects"] + [{**j, "stage": "select"}
+                                                                                     for j in res.rejects]
+        made = shard.write(i, videos, key)
+    return pa.table({"done": [json.dumps(made)]})

@@ -6,17 +6,18 @@ import io
 import os
 import tarfile
 from pathlib import Path
+from typing import Iterable, Iterator
 
 
-def write_tar(path: Path, files: dict[str, Path]) -> None:
-    """Pack files (member name -> file) into path atomically, in name order, with fixed metadata."""
+def write_tar(path: Path, members: Iterable[tuple[str, bytes]]) -> None:
+    """Write (name, bytes) members into a tar at path atomically (temporary name, fsync, rename), with fixed
+    metadata: the same members always make the same bytes."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
         with open(tmp, "wb") as f:
             with tarfile.open(fileobj=f, mode="w", format=tarfile.USTAR_FORMAT) as tar:
-                for name in sorted(files):
-                    data = Path(files[name]).read_bytes()
+                for name, data in members:
                     info = tarfile.TarInfo(name)
                     info.size, info.mode, info.mtime = len(data), 0o644, 0
                     tar.addfile(info, io.BytesIO(data))
@@ -25,6 +26,12 @@ def write_tar(path: Path, files: dict[str, Path]) -> None:
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def files(paths: dict[str, Path]) -> Iterator[tuple[str, bytes]]:
+    """Members from files (member name -> file), in name order."""
+    for name in sorted(paths):
+        yield name, Path(paths[name]).read_bytes()
 
 
 class Media:

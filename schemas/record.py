@@ -5,8 +5,10 @@ with its clips nested inside. Video-level fields (probe, a supplied transcript) 
 works on clips sees each clip joined with its video's fields (`merged`)."""
 from __future__ import annotations
 
+import functools
 import hashlib
 import re
+from typing import Callable
 
 import pyarrow as pa
 
@@ -105,19 +107,29 @@ def table(units: list[dict]) -> pa.Table:
 
 def rows(t: pa.Table) -> list[dict]:
     """Units as Python dicts, maps as dicts (Arrow gives maps as lists of pairs)."""
-    return [_py(u, pa.struct(list(t.schema))) for u in t.to_pylist()]
+    fix = _fixer(pa.struct(list(t.schema)))
+    return [fix(u) for u in t.to_pylist()] if fix else t.to_pylist()
 
 
-def _py(v, t: pa.DataType):
-    if v is None:
-        return None
+@functools.cache
+def _fixer(t: pa.DataType) -> Callable | None:
+    """A function that turns the maps inside a value of type t into dicts, in place where it can; None when t
+    holds no map. Only the paths that lead to a map are walked."""
     if pa.types.is_map(t):
-        return {k: _py(x, t.item_type) for k, x in v}
-    if pa.types.is_struct(t):
-        return {f.name: _py(v.get(f.name), f.type) for f in t}
+        inner = _fixer(t.item_type)
+        return lambda v: None if v is None else {k: inner(x) if inner else x for k, x in v}
     if pa.types.is_list(t):
-        return [_py(x, t.value_type) for x in v]
-    return v
+        inner = _fixer(t.value_type)
+        return (lambda v: None if v is None else [inner(x) for x in v]) if inner else None
+    if pa.types.is_struct(t):
+        fields = [(f.name, g) for f in t if (g := _fixer(f.type))]
+
+        def fix(v):
+            for name, g in fields:
+                v[name] = g(v[name])
+            return v
+        return (lambda v: None if v is None else fix(v)) if fields else None
+    return None
 
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9_-]+")

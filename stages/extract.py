@@ -12,7 +12,7 @@ from pathlib import Path
 from pydantic import Field
 
 from pipeline import ffmpeg
-from pipeline.media import write_tar
+from pipeline.media import files as members_of, write_tar
 from pipeline.stage import Result, Stage, StageError, StageParams, reject_of
 from schemas.record import CLIP
 from stages import register
@@ -61,7 +61,7 @@ class Extract(Stage):
                 clips.append(clip)
                 files.update(members)
             media = self.ctx.media(rec["video_id"])
-            write_tar(media, files)
+            write_tar(media, members_of(files))
         res.records.append({**rec, "clips": clips, "media": str(media.relative_to(self.ctx.work))})
         return res
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import io
 import json
-import os
 import tempfile
 import time
 from collections import Counter
@@ -18,7 +17,7 @@ from pathlib import Path
 from pydantic import Field
 
 import pipeline
-from pipeline.media import Media
+from pipeline.media import Media, write_tar
 from pipeline.runner import log_time
 from pipeline.stage import Stage, StageParams
 from pipeline.store import atomic_write, footer, parquet_bytes
@@ -60,31 +59,26 @@ class Shard(Stage):
         out = self.ctx.out
         return out / S.SHARD_DIR / S.shard_name(i), out / S.INDEX / f"{stem}.parquet", out / S.FAILURES / f"{stem}.jsonl"
 
-    def write(self, i: int, videos: list[dict], key: str) -> dict:
-        """Write unit i's shard, index and failure files; return its manifest entry and stats. `key` says what
-        made them (the unit's records and the selection): files of the same key are kept as they are."""
-        shard, index, fails = self.paths(i)
+    def current(self, i: int, key: str) -> dict | None:
+        """Unit i's manifest entry and stats when its files were written under `key` (what made them: the unit's
+        records and the selection) and its shard is in place; None when they have to be written."""
+        shard, index, _ = self.paths(i)
         old = footer(index)
         if old and old.get("key") == key and shard.exists() and shard.stat().st_size == old["entry"]["bytes"]:
             return old
+        return None
+
+    def write(self, i: int, videos: list[dict], key: str) -> dict:
+        """Write unit i's shard, index and failure files under `key`; return its manifest entry and stats."""
+        shard, index, fails = self.paths(i)
         import pyarrow as pa
-        import webdataset as wds
         t = time.perf_counter()
         samples = [{**v, **c} for v in videos for c in v["clips"]]
-        shard.parent.mkdir(parents=True, exist_ok=True)
-        tmp = shard.with_name(f".{shard.name}.{os.getpid()}.tmp")
         try:
-            with open(tmp, "wb") as f, Media(self.ctx.work) as md:
-                with wds.TarWriter(f, mtime=0) as tw:
-                    for r in samples:
-                        tw.write(self.sample(r, md))
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, shard)
+            with Media(self.ctx.work) as md:
+                write_tar(shard, (m for r in samples for m in self.sample(r, md)))
         except OSError as e:  # disk full, a failing mount: name the shard in the run's error
             raise OSError(e.errno, f"{e.strerror or e} while writing {S.SHARD_DIR}/{shard.name}") from None
-        finally:
-            tmp.unlink(missing_ok=True)
         rejects = sorted(json.dumps(compact(j), sort_keys=True) for v in videos for j in v["rejects"])
         atomic_write(fails, "".join(r + "\n" for r in rejects).encode())
         name = f"{S.SHARD_DIR}/{shard.name}"
@@ -101,9 +95,9 @@ class Shard(Stage):
         log_time(self.ctx, self.name, [shard.name], time.perf_counter() - t)
         return done
 
-    def sample(self, r: dict, md: Media) -> dict:
-        sample = {"__key__": r["clip_id"],
-                  "json": json.dumps(sample_json(r), sort_keys=True, ensure_ascii=False).encode()}
+    def sample(self, r: dict, md: Media) -> list[tuple[str, bytes]]:
+        """One clip's shard members, (<clip_id>.<ext>, bytes), in extension order (as webdataset writes them)."""
+        sample = {"json": json.dumps(sample_json(r), sort_keys=True, ensure_ascii=False).encode()}
         for ext, member in S.members(r).items():
             sample[ext] = md.read(r["media"], member)
         if self.p.audio_fbank and "wav" in sample:
@@ -116,7 +110,7 @@ class Shard(Stage):
                 buf = io.BytesIO()
                 np.save(buf, fbank(w.name).astype(np.float16))
             sample["audio_fbank.npy"] = buf.getvalue()
-        return sample
+        return [(f"{r['clip_id']}.{ext}", sample[ext]) for ext in sorted(sample)]
 
     def finish(self, done: list[dict], videos: int) -> S.Manifest:
         """Manifest and shard lists from the written shards (in unit order); stale files are removed last."""

@@ -323,7 +323,7 @@ def test_long_video_capped_as_configured(local, invariants):
 
 FAULT = """
 import errno, os
-import stages.shard
+import pipeline.media
 from schemas import shard as S
 
 
@@ -349,7 +349,7 @@ class DiskFull:
 
 def disk_full():
     real = open
-    stages.shard.open = lambda p, *a, **k: (DiskFull(real(p, *a, **k), 1 << 13) if S.shard_name(1) in str(p)
+    pipeline.media.open = lambda p, *a, **k: (DiskFull(real(p, *a, **k), 1 << 13) if S.shard_name(1) in str(p)
                                             else real(p, *a, **k))
 """
 
