@@ -19,9 +19,9 @@ from pathlib import Path
 
 from report import write_section
 
-from models import asr, build
-from models.base import ModelSpec, model_dir
-from pipeline.samples import speak
+from mvid.models import asr, build
+from mvid.models.base import ModelSpec, model_dir
+from mvid.pipeline.samples import speak
 
 HEADING = "## ASR (Whisper)"
 REPS = 3

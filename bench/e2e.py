@@ -24,8 +24,8 @@ HEADING = "## Pipeline"
 
 def prepare() -> Path:
     """The sample list and tiny models, where they are missing (what `make samples tiny` makes)."""
-    import models
-    from pipeline.samples import make_samples
+    from mvid import models
+    from mvid.pipeline.samples import make_samples
     lst = ROOT / "samples" / "inputs.jsonl"
     if not lst.exists():
         make_samples(ROOT / "samples")
@@ -59,10 +59,10 @@ def records(work: Path, stage: str) -> list[dict]:
 
 
 def main() -> None:
-    from pipeline.config import load
-    from pipeline.dag import Pipeline
-    from pipeline.executor import RayExecutor
-    from stages import REGISTRY
+    from mvid.pipeline.config import load
+    from mvid.pipeline.dag import Pipeline
+    from mvid.pipeline.executor import RayExecutor
+    from mvid.stages import REGISTRY
     lst = prepare()
     load_avg = os.getloadavg()[0]
     with tempfile.TemporaryDirectory() as d:

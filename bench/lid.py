@@ -12,8 +12,8 @@ import time
 
 from report import write_section
 
-from models.lid import FastTextLID
-from pipeline.samples import SENTENCES
+from mvid.models.lid import FastTextLID
+from mvid.pipeline.samples import SENTENCES
 
 HEADING = "## Language ID (fastText)"
 

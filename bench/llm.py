@@ -16,9 +16,9 @@ from pathlib import Path
 
 from report import write_section
 
-from models.base import ModelSpec
-from models.llm import BACKENDS, tiny
-from models.prompts import translation
+from mvid.models.base import ModelSpec
+from mvid.models.llm import BACKENDS, tiny
+from mvid.models.prompts import translation
 
 HEADING = "## LLM engine"
 MAX_TOKENS = 64

@@ -62,11 +62,11 @@ def make(root: Path, clips: int) -> None:
     import numpy as np
     import pyarrow.parquet as pq
 
-    from pipeline.inputs import FILE
-    from pipeline.media import files as members_of, write_tar
-    from pipeline.stage import Ctx
-    from pipeline.store import digest
-    from schemas import record as R
+    from mvid.pipeline.inputs import FILE
+    from mvid.pipeline.media import files as members_of, write_tar
+    from mvid.pipeline.stage import Ctx
+    from mvid.pipeline.store import digest
+    from mvid.schemas import record as R
     rng, m, ctx = np.random.default_rng(0), media(), Ctx(root / "work", root / "out")
     tmp = root / "tmp"
     tmp.mkdir(parents=True)
@@ -105,9 +105,9 @@ def run(root: Path) -> dict:
     """Both runs in this process: (first run's seconds, resume's seconds, units, summary)."""
     import pyarrow.parquet as pq
 
-    from pipeline.config import load
-    from pipeline.dag import Pipeline
-    from pipeline.executor import RayExecutor
+    from mvid.pipeline.config import load
+    from mvid.pipeline.dag import Pipeline
+    from mvid.pipeline.executor import RayExecutor
     (root / "recipe.yaml").write_text(RECIPE.format(root=root, per_unit=PER_UNIT))
     cfg = load(str(root / "recipe.yaml"))
     n = pq.ParquetFile(root / "work/inputs.parquet").num_row_groups

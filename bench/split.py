@@ -20,9 +20,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from pipeline.samples import make_cut_video, transnet_video
+from mvid.pipeline.samples import make_cut_video, transnet_video
 from report import write_section
-from stages.split import cuts, f1, true_cuts
+from mvid.stages.split import cuts, f1, true_cuts
 
 ROOT = Path(__file__).resolve().parents[1]
 HEADING = "## Split"
@@ -169,9 +169,9 @@ def memory(long: Path, info: dict, d: Path) -> list[str]:
 
 def one(path: str, out: str, precision: str) -> None:
     """mvid's probe and split stages on one video, as a pipeline actor runs them; scenes as JSON."""
-    from pipeline.stage import Ctx
-    from stages.probe import Probe, ProbeParams
-    from stages.split import Split, SplitParams
+    from mvid.pipeline.stage import Ctx
+    from mvid.stages.probe import Probe, ProbeParams
+    from mvid.stages.split import Split, SplitParams
     with tempfile.TemporaryDirectory() as tmp:
         ctx = Ctx(Path(tmp), Path(tmp))
         (res,) = Probe(ProbeParams(), ctx).process_batch([{"video_id": "v", "path": path}])

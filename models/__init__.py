@@ -5,10 +5,10 @@ import importlib
 import inspect
 from pathlib import Path
 
-from models.base import Adapter, ModelSpec
+from mvid.models.base import Adapter, ModelSpec
 
-ROLES = {"shots": "models.shots", "asr": "models.asr", "lid": "models.lid", "translate": "models.translate",
-         "llm": "models.llm", "vcaption": "models.vision", "acaption": "models.audio", "clip": "models.clip"}
+ROLES = {"shots": "mvid.models.shots", "asr": "mvid.models.asr", "lid": "mvid.models.lid", "translate": "mvid.models.translate",
+         "llm": "mvid.models.llm", "vcaption": "mvid.models.vision", "acaption": "mvid.models.audio", "clip": "mvid.models.clip"}
 
 
 def backends(role: str) -> dict[str, type[Adapter]]:

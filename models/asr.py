@@ -27,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-from models.base import TINY_MARKER, Adapter, device, model_dir
+from mvid.models.base import TINY_MARKER, Adapter, device, model_dir
 
 SR = 16000
 TEMPS = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)

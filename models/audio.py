@@ -11,8 +11,8 @@ from pathlib import Path
 
 import numpy as np
 
-from models.base import TINY_MARKER, Adapter, device, greedy
-from models.vision import CHAT_TEMPLATE, qwen_tokenizer
+from mvid.models.base import TINY_MARKER, Adapter, device, greedy
+from mvid.models.vision import CHAT_TEMPLATE, qwen_tokenizer
 
 SR = 16000
 PROMPT = ("Describe the sounds in this audio other than speech: the music, the environment and the events. "

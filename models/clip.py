@@ -9,8 +9,8 @@ from pathlib import Path
 
 import numpy as np
 
-from models.base import TINY_MARKER, Adapter, ModelMissing, ModelSpec, device
-from models.vision import subsample
+from mvid.models.base import TINY_MARKER, Adapter, ModelMissing, ModelSpec, device
+from mvid.models.vision import subsample
 
 AGGREGATE = {"mean": np.mean, "max": np.max, "median": np.median}
 

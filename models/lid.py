@@ -7,8 +7,8 @@ from __future__ import annotations
 import importlib.util
 from pathlib import Path
 
-from models.base import Adapter, ModelMissing, ModelSpec, resolve
-from models.translate import SEAMLESS
+from mvid.models.base import Adapter, ModelMissing, ModelSpec, resolve
+from mvid.models.translate import SEAMLESS
 
 PACKAGED = "lid.176.ftz"
 

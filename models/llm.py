@@ -9,8 +9,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from models.base import TINY_MARKER, Adapter, byte_bpe, device
-from models.prompts import VICUNA_SYSTEM, render
+from mvid.models.base import TINY_MARKER, Adapter, byte_bpe, device
+from mvid.models.prompts import VICUNA_SYSTEM, render
 
 
 CPU_KV_CACHE = 1 << 30  # bytes of KV cache for vLLM on the CPU unless options set it

@@ -11,7 +11,7 @@ from typing import Iterable, Iterator
 
 import numpy as np
 
-from models.base import Adapter, ModelSpec, device
+from mvid.models.base import Adapter, ModelSpec, device
 
 WIN, STEP, CTX = 100, 50, 25  # TransNetV2 windows: 100 frames, step 50, the middle 50 are kept
 H, W = 27, 48

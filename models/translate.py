@@ -12,7 +12,7 @@ import json
 import tempfile
 from pathlib import Path
 
-from models.base import TINY_MARKER, Adapter, device
+from mvid.models.base import TINY_MARKER, Adapter, device
 
 # fastText lid.176 label -> SeamlessM4T v2 text language (the 96 it reads, where fastText has the language)
 SEAMLESS = {
@@ -66,7 +66,7 @@ class SeamlessM4Tv2(Adapter):
     def __call__(self, items: list[dict]) -> list[str]:
         out: list[str | None] = [None] * len(items)
         if self.mode == "speech":
-            from models.asr import load_wav
+            from mvid.models.asr import load_wav
             missing = [i for i, it in enumerate(items) if not it.get("audio")]
             if missing:
                 raise ValueError(f"translate: speech mode needs 'audio' in every item (missing at {missing})")

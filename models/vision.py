@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from models.base import TINY_MARKER, Adapter, byte_bpe, device, greedy
+from mvid.models.base import TINY_MARKER, Adapter, byte_bpe, device, greedy
 
 PROMPT = "Describe this video in detail: the scene, the objects, the actions."
 MAX_PIXELS = 360 * 420  # per frame, Qwen2-VL's recommended video resolution

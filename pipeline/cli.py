@@ -20,7 +20,7 @@ def _config_args(p: argparse.ArgumentParser) -> None:
 
 
 def _config(a):
-    from pipeline import config
+    from mvid.pipeline import config
     sets = list(a.set)
     for key, val in (("input", a.input), ("work_dir", a.work), ("output_dir", a.out)):
         if val:
@@ -29,13 +29,13 @@ def _config(a):
 
 
 def _executor(cfg):
-    from pipeline.executor import RayExecutor
+    from mvid.pipeline.executor import RayExecutor
     r = cfg.ray
     return RayExecutor(r.address, r.num_cpus, r.object_store_mb)
 
 
 def _pipeline(a):
-    from pipeline.dag import Pipeline
+    from mvid.pipeline.dag import Pipeline
     cfg = _config(a)
     pipe = Pipeline(cfg)
     pipe.preflight()  # config, inputs and model files are checked before Ray or any model starts
@@ -65,14 +65,14 @@ def cmd_stage(a) -> int:
 
 
 def cmd_inspect(a) -> int:
-    from pipeline import inspect
+    from mvid.pipeline import inspect
     info = inspect.inspect(Path(a.out))
     print(json.dumps(info, indent=1) if a.json else inspect.text(info))
     return 0
 
 
 def cmd_verify(a) -> int:
-    from pipeline import inspect
+    from mvid.pipeline import inspect
     problems = inspect.verify(Path(a.out))
     for p in problems:
         print(p)
@@ -81,14 +81,14 @@ def cmd_verify(a) -> int:
 
 
 def cmd_samples(a) -> int:
-    from pipeline.samples import make_samples
+    from mvid.pipeline.samples import make_samples
     entries = make_samples(Path(a.dest))
     print(f"{len(entries)} sample videos in {a.dest}")
     return 0
 
 
 def cmd_tiny(a) -> int:
-    import models
+    from mvid import models
     roles = models.tiny(Path(a.dest))
     print(f"tiny random models for {', '.join(roles)} in {a.dest}")
     return 0
@@ -98,8 +98,8 @@ def cmd_fetch(a) -> int:
     """Download every model a profile names into MVID_MODEL_DIR (needs internet and the hub)."""
     from huggingface_hub import snapshot_download
 
-    from models.base import model_dir
-    from pipeline import config
+    from mvid.models.base import model_dir
+    from mvid.pipeline import config
     cfg = config.load(a.profile)
     for st in cfg.stages:
         for field, spec in st:
@@ -162,10 +162,10 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     logging.basicConfig(level=logging.INFO if a.verbose else logging.WARNING, format="mvid: %(message)s")
-    from models.base import ModelMissing
-    from pipeline.config import ConfigError
-    from pipeline.dag import RunError
-    from pipeline.inputs import InputError
+    from mvid.models.base import ModelMissing
+    from mvid.pipeline.config import ConfigError
+    from mvid.pipeline.dag import RunError
+    from mvid.pipeline.inputs import InputError
     try:
         return a.fn(a)
     except (ConfigError, InputError, ModelMissing, RunError, FileNotFoundError) as e:

@@ -7,7 +7,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from pipeline.stage import StageParams
+from mvid.pipeline.stage import StageParams
 
 PROFILES = Path(__file__).parent / "profiles"
 
@@ -35,7 +35,7 @@ class Config(BaseModel):
     @field_validator("stages", mode="before")
     @classmethod
     def _stages(cls, v: Any) -> list[StageParams]:
-        from stages import REGISTRY
+        from mvid.stages import REGISTRY
         if not isinstance(v, list) or not v:
             raise ValueError("must be a non-empty list of stages")
         out = []

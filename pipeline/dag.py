@@ -12,15 +12,15 @@ from pathlib import Path
 
 import numpy as np
 
-from models.base import ModelLoadError
-from pipeline.config import Config, ConfigError
-from pipeline.inputs import read_unit, write_units
-from pipeline.stage import Ctx, Stage, reject_of
-from pipeline.store import Parts, digest
-from schemas import record as R
-from schemas import shard as S
-from stages import REGISTRY
-from stages.select import bins, cutoff, within
+from mvid.models.base import ModelLoadError
+from mvid.pipeline.config import Config, ConfigError
+from mvid.pipeline.inputs import read_unit, write_units
+from mvid.pipeline.stage import Ctx, Stage, reject_of
+from mvid.pipeline.store import Parts, digest
+from mvid.schemas import record as R
+from mvid.schemas import shard as S
+from mvid.stages import REGISTRY
+from mvid.stages.select import bins, cutoff, within
 
 log = logging.getLogger("mvid")
 
@@ -219,7 +219,7 @@ def _pool(i: int, select: dict, fp: str, work: Path, stages: list[str], fps: lis
     """Unit i's clips that compete for the global cut, as (order key, clip_id) rows, kept as a part of its own
     (work/stages/select/) so that a rerun reads them instead of the unit's records."""
     import pyarrow as pa
-    from stages.select import Select, SelectParams, order
+    from mvid.stages.select import Select, SelectParams, order
     u, done, k = _chain(i, work, stages, fps)
     parts = Parts(work, "select")
     if parts.valid(u["unit"], k, fp):
@@ -256,8 +256,8 @@ def _shard(i: int, sink: dict, select: dict | None, cut: tuple, key: str, ctx: C
     """Unit i's shard: its kept clips (the selection applied: cut, n, pool) and every record of what was
     dropped. A shard already written from the same records and selection is kept without reading them."""
     import pyarrow as pa
-    from stages.select import Select, SelectParams
-    from stages.shard import Shard, ShardParams
+    from mvid.stages.select import Select, SelectParams
+    from mvid.stages.shard import Shard, ShardParams
     u, done, k = _chain(i, work, stages, fps)
     shard, key = Shard(ShardParams(**sink), ctx), digest([k, key])
     made = shard.current(i, key)

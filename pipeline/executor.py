@@ -6,16 +6,16 @@ from __future__ import annotations
 import os
 import warnings
 
-from pipeline.config import ConfigError
-from pipeline.runner import CRASHES, named, task
-from pipeline.stage import Ctx, StageParams
+from mvid.pipeline.config import ConfigError
+from mvid.pipeline.runner import CRASHES, named, task
+from mvid.pipeline.stage import Ctx, StageParams
 
 
 def shortfall(stages: list[StageParams], have: dict) -> dict:
     """Actor pools hold their resources for the whole streaming run, so the pools at their minimum size and any
     one task must fit at once, or Ray Data waits forever. Returns {Ray resource: (needed, have)} for what
     `have` (Ray's resource totals) lacks."""
-    from stages import REGISTRY
+    from mvid.stages import REGISTRY
     pools, tasks = {}, {}
     for p in stages:
         kind, r = REGISTRY[p.name], p.resources
@@ -76,7 +76,7 @@ class RayExecutor:
         """The stream stages over a Dataset of units: model stages as actor pools, the others as tasks; each
         unit is one batch, persisted as one part (pipeline/runner.py). Stages from `first` on load their
         models as their actors start; those before it hold valid parts of every unit and load on demand."""
-        from stages import REGISTRY
+        from mvid.stages import REGISTRY
         for i, (p, fp) in enumerate(zip(stages, fps)):
             res = p.resources
             args = (p.name, p.model_dump(), ctx, fp, force.get(p.name), i >= first)

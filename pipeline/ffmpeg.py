@@ -14,7 +14,7 @@ from typing import Iterator
 
 import numpy as np
 
-from pipeline.stage import StageError
+from mvid.pipeline.stage import StageError
 
 # Playlists (hls), concat lists, images and other demuxers that open further URLs are refused.
 DEMUXERS = "mov,mp4,m4a,3gp,3g2,mj2,matroska,webm,avi,flv,mpegts,mpeg,asf,ogg,wav,gif"

@@ -14,9 +14,9 @@ from typing import Iterator
 
 import pyarrow.parquet as pq
 
-from pipeline.stage import reject_of
-from pipeline.store import digest
-from schemas import record as R
+from mvid.pipeline.stage import reject_of
+from mvid.pipeline.store import digest
+from mvid.schemas import record as R
 
 VIDEO_EXT = {".mp4", ".mkv", ".webm", ".mov", ".avi", ".m4v", ".flv", ".ts", ".mpg", ".mpeg", ".wmv", ".3gp"}
 LISTS = {".parquet", ".csv", ".jsonl"}

@@ -4,8 +4,8 @@ from __future__ import annotations
 from itertools import islice
 from pathlib import Path
 
-from schemas import shard as S
-from schemas.shard import manifest, sha256
+from mvid.schemas import shard as S
+from mvid.schemas.shard import manifest, sha256
 
 
 def inspect(out: Path, show: int = 200) -> dict:

@@ -15,10 +15,10 @@ from pathlib import Path
 
 import pyarrow as pa
 
-from pipeline.media import Media
-from pipeline.stage import Ctx, Result, StageError, reject_of
-from pipeline.store import Parts, digest
-from schemas import record as R
+from mvid.pipeline.media import Media
+from mvid.pipeline.stage import Ctx, Result, StageError, reject_of
+from mvid.pipeline.store import Parts, digest
+from mvid.schemas import record as R
 
 log = logging.getLogger("mvid")
 CRASHES = 3  # worker deaths on one input before it is recorded as worker_crash; Ray retries a batch past that
@@ -58,7 +58,7 @@ class Runner:
     None, "all", "failed", or a set of video/clip ids whose units are recomputed (mvid stage)."""
 
     def __init__(self, stage_name: str, params: dict, ctx: Ctx, fp: str, force=None, eager: bool = False):
-        from stages import REGISTRY
+        from mvid.stages import REGISTRY
         cls = REGISTRY[stage_name]
         self.stage = cls(cls.Params(**params), ctx)
         self.parts, self.fp, self.force, self.loaded = Parts(ctx.work, stage_name), fp, force, False

@@ -128,7 +128,7 @@ class Stage:
 
     def adapters(self) -> dict:
         """This stage's model adapters, files resolved but not loaded (ModelMissing names the role)."""
-        from models import build
+        from mvid.models import build
         return {f: build(role, getattr(self.p, f)) for f, role in self.models.items()}
 
     def preflight(self) -> None:
@@ -138,7 +138,7 @@ class Stage:
 
     def setup(self) -> None:
         """Load models once per actor: self.m[field] is the loaded adapter."""
-        from models.base import ModelLoadError
+        from mvid.models.base import ModelLoadError
         self.m = self.adapters()
         for a in self.m.values():
             try:
@@ -154,6 +154,6 @@ class Stage:
 
     def fingerprint(self) -> str:
         """What makes a cached part stale besides its input: params, code version, the models' files."""
-        from pipeline.store import digest
+        from mvid.pipeline.store import digest
         return digest({"params": self.p.model_dump(exclude={"batch_size", "resources"}), "version": self.version,
                        "models": {f: identity(a.path) for f, a in self.adapters().items()}})

@@ -3,10 +3,10 @@
 Makes raw_captions.A and models.A; a clip without audio gets reasons.A."""
 from __future__ import annotations
 
-from models.base import ModelSpec
-from pipeline.stage import Result, Stage, StageParams
-from stages import register
-from stages.vcaption import with_caption
+from mvid.models.base import ModelSpec
+from mvid.pipeline.stage import Result, Stage, StageParams
+from mvid.stages import register
+from mvid.stages.vcaption import with_caption
 
 
 class AcaptionParams(StageParams):

@@ -4,9 +4,9 @@ Makes transcript (text, language, language_prob, segments, no_speech_prob, sourc
 A clip without audio, silent, or over Whisper's no-speech limit gets transcript None and reasons.S."""
 from __future__ import annotations
 
-from models.base import ModelSpec
-from pipeline.stage import Result, Stage, StageParams
-from stages import register
+from mvid.models.base import ModelSpec
+from mvid.pipeline.stage import Result, Stage, StageParams
+from mvid.stages import register
 
 
 class AsrParams(StageParams):

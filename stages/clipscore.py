@@ -7,9 +7,9 @@ from __future__ import annotations
 
 from pydantic import Field
 
-from models.base import ModelSpec
-from pipeline.stage import Result, Stage, StageParams
-from stages import register
+from mvid.models.base import ModelSpec
+from mvid.pipeline.stage import Result, Stage, StageParams
+from mvid.stages import register
 
 
 class ClipscoreParams(StageParams):

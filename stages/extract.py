@@ -11,11 +11,11 @@ from pathlib import Path
 
 from pydantic import Field
 
-from pipeline import ffmpeg
-from pipeline.media import files as members_of, write_tar
-from pipeline.stage import Result, Stage, StageError, StageParams, reject_of
-from schemas.record import CLIP
-from stages import register
+from mvid.pipeline import ffmpeg
+from mvid.pipeline.media import files as members_of, write_tar
+from mvid.pipeline.stage import Result, Stage, StageError, StageParams, reject_of
+from mvid.schemas.record import CLIP
+from mvid.stages import register
 
 BITEXACT = ["-fflags", "+bitexact", "-flags:v", "+bitexact", "-flags:a", "+bitexact"]
 

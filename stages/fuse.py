@@ -5,10 +5,10 @@ A caption whose inputs are missing is left out with its reason, never invented. 
 retried once, then recorded as that caption's failure. Makes captions.{A,V,S,AV,AVS} and models.{AV,AVS}."""
 from __future__ import annotations
 
-from models import prompts
-from models.base import ModelSpec
-from pipeline.stage import Result, Stage, StageParams
-from stages import register
+from mvid.models import prompts
+from mvid.models.base import ModelSpec
+from mvid.pipeline.stage import Result, Stage, StageParams
+from mvid.stages import register
 
 FUSED = {"AV": ("A", "V"), "AVS": ("A", "V", "S")}
 

@@ -3,9 +3,9 @@
 Makes lid: {language, confidence} and models.lid; None where the clip has no transcript."""
 from __future__ import annotations
 
-from models.base import ModelSpec
-from pipeline.stage import Result, Stage, StageParams
-from stages import register
+from mvid.models.base import ModelSpec
+from mvid.pipeline.stage import Result, Stage, StageParams
+from mvid.stages import register
 
 
 class LidParams(StageParams):

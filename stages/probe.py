@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from pydantic import Field
 
-from pipeline import ffmpeg
-from pipeline.stage import Result, Stage, StageError, StageParams
-from stages import register
+from mvid.pipeline import ffmpeg
+from mvid.pipeline.stage import Result, Stage, StageError, StageParams
+from mvid.stages import register
 
 
 class ProbeParams(StageParams):

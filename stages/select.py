@@ -12,8 +12,8 @@ import math
 import numpy as np
 from pydantic import Field, model_validator
 
-from pipeline.stage import Result, Stage, StageParams, reject_of
-from stages import register
+from mvid.pipeline.stage import Result, Stage, StageParams, reject_of
+from mvid.stages import register
 
 LIMIT = 100_000  # candidates fetched to the driver once the cut is narrowed to this many
 

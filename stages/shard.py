@@ -16,13 +16,13 @@ from pathlib import Path
 
 from pydantic import Field
 
-import pipeline
-from pipeline.media import Media, write_tar
-from pipeline.runner import log_time
-from pipeline.stage import Stage, StageParams
-from pipeline.store import atomic_write, footer, parquet_bytes
-from schemas import shard as S
-from stages import register
+from mvid import pipeline
+from mvid.pipeline.media import Media, write_tar
+from mvid.pipeline.runner import log_time
+from mvid.pipeline.stage import Stage, StageParams
+from mvid.pipeline.store import atomic_write, footer, parquet_bytes
+from mvid.schemas import shard as S
+from mvid.stages import register
 
 WORK_ONLY = {"clip_path", "audio_path", "frame_paths", "media_bytes", "clip_emb", "media", "clips", "rejects",
              "failed"}
@@ -103,7 +103,7 @@ class Shard(Stage):
         if self.p.audio_fbank and "wav" in sample:
             import numpy as np
 
-            from models.audio import fbank
+            from mvid.models.audio import fbank
             with tempfile.NamedTemporaryFile(suffix=".wav") as w:
                 w.write(sample["wav"])
                 w.flush()

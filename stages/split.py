@@ -11,12 +11,12 @@ from typing import Literal
 import numpy as np
 from pydantic import Field, model_validator
 
-from models.base import ModelSpec
-from models.shots import TransNetV2
-from pipeline import ffmpeg
-from pipeline.stage import Result, Stage, StageError, StageParams, reject_of
-from schemas.record import clip_id
-from stages import register
+from mvid.models.base import ModelSpec
+from mvid.models.shots import TransNetV2
+from mvid.pipeline import ffmpeg
+from mvid.pipeline.stage import Result, Stage, StageError, StageParams, reject_of
+from mvid.schemas.record import clip_id
+from mvid.stages import register
 
 
 class SplitParams(StageParams):

@@ -8,11 +8,11 @@ from __future__ import annotations
 
 from pydantic import Field
 
-from models import prompts
-from models.base import ModelSpec
-from models.lid import route
-from pipeline.stage import Result, Stage, StageParams
-from stages import register
+from mvid.models import prompts
+from mvid.models.base import ModelSpec
+from mvid.models.lid import route
+from mvid.pipeline.stage import Result, Stage, StageParams
+from mvid.stages import register
 
 
 class TranslateParams(StageParams):

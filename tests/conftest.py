@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.samples import make_cut_video, make_samples
+from mvid.pipeline.samples import make_cut_video, make_samples
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -16,7 +16,7 @@ ROOT = Path(__file__).resolve().parents[1]
 def tiny_models(tmp_path_factory):
     """Tiny random models of every role, built once per session; MVID_MODEL_DIR points at them for the
     session and the `mvid` subprocesses it starts (a clean clone has no models-tiny folder)."""
-    from models import tiny
+    from mvid.models import tiny
     d = tmp_path_factory.mktemp("models")
     tiny(d)
     with pytest.MonkeyPatch.context() as mp:
@@ -47,7 +47,7 @@ def cut_videos(tmp_path_factory):
 def mvid():
     """The `mvid` command in a subprocess, as a user runs it."""
     def run(*args, check=True, **kw) -> subprocess.CompletedProcess:
-        p = subprocess.run([sys.executable, "-m", "pipeline.cli", *map(str, args)], capture_output=True,
+        p = subprocess.run([sys.executable, "-m", "mvid.pipeline.cli", *map(str, args)], capture_output=True,
                            text=True, cwd=ROOT, **kw)
         if check and p.returncode:
             raise AssertionError(f"mvid {' '.join(map(str, args))} exited {p.returncode}:\n{p.stdout}\n{p.stderr}")
@@ -63,8 +63,8 @@ def check_invariants(out: Path, inputs: list, work: Path | None = None) -> tuple
     shards or in the failure records, and no video that failed as a whole is also in the shards; no key twice,
     no failure record twice; keys and member names stay inside the output folder. With `work`, every clip that
     split made is exactly once in the shards or in the failure records. Returns (samples by key, failures)."""
-    from pipeline.inspect import manifest, verify
-    from schemas import shard as S
+    from mvid.pipeline.inspect import manifest, verify
+    from mvid.schemas import shard as S
     assert verify(out) == []
     samples = {}
     for s in manifest(out).shards:
@@ -96,14 +96,14 @@ def videos(work: Path, stage: str) -> dict:
     """Every video a stage persisted in a work folder (its parts), by video id."""
     import pyarrow.parquet as pq
 
-    from schemas import record as R
+    from mvid.schemas import record as R
     return {v["video_id"]: v for p in sorted((work / "stages" / stage).glob("*.parquet"))
             for u in R.rows(pq.read_table(p)) for v in u["videos"]}
 
 
 def clips(work: Path, stage: str) -> dict:
     """Every clip a stage persisted, joined with its video's fields, by clip id."""
-    from pipeline.runner import merged
+    from mvid.pipeline.runner import merged
     return {c["clip_id"]: merged(v, c) for v in videos(work, stage).values() for c in v["clips"]}
 
 

@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 from whisper.tokenizer import LANGUAGES
 
-from models import asr, build
-from models.base import ModelSpec
-from pipeline.samples import speak
+from mvid.models import asr, build
+from mvid.models.base import ModelSpec
+from mvid.pipeline.samples import speak
 
 BACKENDS = {"openai-whisper": "tiny-openai-whisper", "faster-whisper": "tiny-faster-whisper"}
 FAST = {"temperature": 0, "beam_size": 1, "max_new_tokens": 12}  # random weights rarely stop by themselves

@@ -4,8 +4,8 @@ import subprocess
 import numpy as np
 import pytest
 
-from models.audio import BACKENDS, EPS, LOW_HZ, SR, fbank, kaldi_fbank, mel, read_wav
-from models.base import ModelSpec
+from mvid.models.audio import BACKENDS, EPS, LOW_HZ, SR, fbank, kaldi_fbank, mel, read_wav
+from mvid.models.base import ModelSpec
 
 
 def wav(path, src, seconds, rate=SR, channels=1):

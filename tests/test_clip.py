@@ -4,8 +4,8 @@ import subprocess
 import numpy as np
 import pytest
 
-from models.base import ModelSpec
-from models.clip import BACKENDS, clip_tokenizer
+from mvid.models.base import ModelSpec
+from mvid.models.clip import BACKENDS, clip_tokenizer
 
 TEXTS = {"V": "a dog walks in the park", "AVS": "a red car drives down the street at night while music plays",
          "S": ""}
@@ -88,7 +88,7 @@ def test_open_clip_scores(env, tmp_path):
         import open_clip  # noqa: F401
     except Exception as e:  # ImportError, or torchvision failing to load (a CUDA build next to a CPU torch)
         pytest.skip(f"open_clip does not import here ({type(e).__name__}: {e}); it needs a working torchvision")
-    from models.clip import tiny_open_clip
+    from mvid.models.clip import tiny_open_clip
     tiny_open_clip(tmp_path)
     s = scorer(tmp_path / "tiny-open-clip", backend="open_clip")
     assert s.name == "tiny-random/open-clip"

@@ -22,9 +22,9 @@ import pytest
 import webdataset as wds
 import yaml
 
-from pipeline.samples import make_cut_video
-from schemas import record as R
-from schemas import shard as S
+from mvid.pipeline.samples import make_cut_video
+from mvid.schemas import record as R
+from mvid.schemas import shard as S
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCKER = ROOT / "docker"
@@ -79,7 +79,7 @@ def test_custom_resource_placement_and_node_loss(cluster, inputs, tmp_path, mvid
     cfg.write_text(yaml.safe_dump({"input": str(lst), "work_dir": str(work), "output_dir": str(out),
                                    "stages": STAGES}))
     env = {**os.environ, "RAY_ADDRESS": c.address}
-    run = subprocess.Popen([sys.executable, "-m", "pipeline.cli", "run", "--config", cfg], cwd=ROOT, env=env,
+    run = subprocess.Popen([sys.executable, "-m", "mvid.pipeline.cli", "run", "--config", cfg], cwd=ROOT, env=env,
                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     # Once the victim has extracted a batch, a fresh node joins and the victim is killed mid-run.
     while not any(t["node"] == victim.node_id for t in timings(work, "extract") if t["what"] == "batch"):

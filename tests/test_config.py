@@ -3,9 +3,9 @@ import re
 
 import pytest
 
-from pipeline import config
-from pipeline.config import ConfigError
-from pipeline.executor import shortfall
+from mvid.pipeline import config
+from mvid.pipeline.config import ConfigError
+from mvid.pipeline.executor import shortfall
 
 
 @pytest.mark.parametrize("profile", ["demo", "production"])
@@ -75,8 +75,8 @@ def test_production_fits_an_8_gpu_node():
     """Every pool's minimum and the largest task start on one node (8 GPUs, 192 vCPUs, 2 TiB); every model stage
     and extract reserve host memory; GPU shares pack whole GPUs; a vLLM actor reserves no more GPU memory than
     its share."""
-    from models.base import ModelSpec
-    from stages import REGISTRY
+    from mvid.models.base import ModelSpec
+    from mvid.stages import REGISTRY
     stages = config.load("production").stages
     assert shortfall(stages, {"GPU": 8, "CPU": 192, "memory": 2048 * 2**30}) == {}
     assert all(s.resources.memory_gb for s in stages if REGISTRY[s.name].uses_model or s.name == "extract")

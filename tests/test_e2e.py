@@ -13,12 +13,12 @@ import pytest
 import webdataset as wds
 import wids
 
-from pipeline.config import load
-from pipeline.dag import Pipeline
-from pipeline.executor import RayExecutor
-from schemas import record as R
-from schemas import shard as S
-from stages.shard import compact
+from mvid.pipeline.config import load
+from mvid.pipeline.dag import Pipeline
+from mvid.pipeline.executor import RayExecutor
+from mvid.schemas import record as R
+from mvid.schemas import shard as S
+from mvid.stages.shard import compact
 
 SUBSET = ["cuts.mp4", "speech_de.mp4", "noaudio.mp4"]
 
@@ -165,7 +165,7 @@ def test_resume_after_killed_driver_equals_uninterrupted(samples, tmp_path, mvid
     args = lambda tag: ["run", "--input", lst, "--work", tmp_path / tag / "work", "--out", tmp_path / tag / "out"]
     mvid(*args("a"))
     # Kill the driver (and the local Ray it started) once some clips are extracted, before any shard exists.
-    proc = subprocess.Popen([sys.executable, "-m", "pipeline.cli", *map(str, args("b"))], start_new_session=True,
+    proc = subprocess.Popen([sys.executable, "-m", "mvid.pipeline.cli", *map(str, args("b"))], start_new_session=True,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 300
     while not list((tmp_path / "b/work/stages/extract").glob("*.parquet")) and time.time() < deadline:

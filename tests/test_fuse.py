@@ -2,10 +2,10 @@
 parsed strictly and a malformed one is retried once, then recorded. Runs the real tiny Llama (transformers)."""
 import pytest
 
-from models import prompts
-from models.base import ModelSpec
-from pipeline.stage import Ctx
-from stages.fuse import Fuse, FuseParams, plan
+from mvid.models import prompts
+from mvid.models.base import ModelSpec
+from mvid.pipeline.stage import Ctx
+from mvid.stages.fuse import Fuse, FuseParams, plan
 
 FULL = {"raw_captions": {"A": "a dog barks", "V": "a dog runs in a park"}, "captions": {"S": "come here boy"}}
 

@@ -8,8 +8,8 @@ import pyarrow.csv as pcsv
 import pyarrow.parquet as pq
 import pytest
 
-from pipeline.inputs import InputError, read_unit, write_units
-from schemas.record import clip_id, video_id
+from mvid.pipeline.inputs import InputError, read_unit, write_units
+from mvid.schemas.record import clip_id, video_id
 
 SAFE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_-]*$")
 

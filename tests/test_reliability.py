@@ -19,14 +19,14 @@ from pathlib import Path
 import psutil
 import pytest
 
-from pipeline.config import load
-from pipeline.dag import Pipeline, RunError
-from pipeline.executor import RayExecutor
-from pipeline.runner import Runner
-from pipeline.stage import Ctx
-from pipeline.store import Parts
-from schemas import record as R
-from schemas import shard as S
+from mvid.pipeline.config import load
+from mvid.pipeline.dag import Pipeline, RunError
+from mvid.pipeline.executor import RayExecutor
+from mvid.pipeline.runner import Runner
+from mvid.pipeline.stage import Ctx
+from mvid.pipeline.store import Parts
+from mvid.schemas import record as R
+from mvid.schemas import shard as S
 
 ROOT = Path(__file__).resolve().parents[1]
 RECIPE = """
@@ -173,7 +173,7 @@ def corpus(tmp_path_factory):
     (root / "in.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     (root / "recipe.yaml").write_text(RECIPE.format(root=root, long="refuse"))
     with open(root / "stdout", "w") as out, open(root / "stderr", "w") as err:
-        proc = subprocess.Popen([sys.executable, "-m", "pipeline.cli", "run", "--config", root / "recipe.yaml"],
+        proc = subprocess.Popen([sys.executable, "-m", "mvid.pipeline.cli", "run", "--config", root / "recipe.yaml"],
                                 cwd=ROOT, stdout=out, stderr=err, start_new_session=True)
         try:
             killed_at = kill_split_actor(proc, root / "work")
@@ -269,8 +269,8 @@ def test_oom_batch_is_split_then_recorded_per_item(tmp_path, monkeypatch):
     """A model that runs out of memory on any batch of more than one clip, and on one clip even alone."""
     import torch
 
-    from models.lid import FastTextLID
-    from stages.lid import LidParams
+    from mvid.models.lid import FastTextLID
+    from mvid.stages.lid import LidParams
     texts = ["good morning everyone", "guten morgen zusammen", "buenos días a todos", "bonjour à tous",
              "buongiorno a tutti", "bom dia a todos", "goedemorgen allemaal", "god morgon alla"]
     poison, calls, real = texts[5], [], FastTextLID.__call__
@@ -323,8 +323,8 @@ def test_long_video_capped_as_configured(local, invariants):
 
 FAULT = """
 import errno, os
-import pipeline.media
-from schemas import shard as S
+import mvid.pipeline.media
+from mvid.schemas import shard as S
 
 
 class DiskFull:
@@ -349,7 +349,7 @@ class DiskFull:
 
 def disk_full():
     real = open
-    pipeline.media.open = lambda p, *a, **k: (DiskFull(real(p, *a, **k), 1 << 13) if S.shard_name(1) in str(p)
+    mvid.pipeline.media.open = lambda p, *a, **k: (DiskFull(real(p, *a, **k), 1 << 13) if S.shard_name(1) in str(p)
                                             else real(p, *a, **k))
 """
 
@@ -424,13 +424,13 @@ def test_input_that_kills_its_worker_is_recorded_not_retried_forever(tmp_path):
     stands for Ray restarting the dead worker and retrying the batch."""
     import multiprocessing as mp
 
-    from pipeline.runner import CRASHES
-    from stages.lid import LidParams
+    from mvid.pipeline.runner import CRASHES
+    from mvid.stages.lid import LidParams
     texts = ["good morning everyone", "guten morgen zusammen", "buenos días a todos", "bonjour à tous"]
     ctx = Ctx(tmp_path / "work", tmp_path / "out")
 
     def worker():
-        from models.lid import FastTextLID
+        from mvid.models.lid import FastTextLID
         real = FastTextLID.__call__
 
         def die(self, batch):

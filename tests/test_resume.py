@@ -7,9 +7,9 @@ from collections import Counter
 
 import pytest
 
-from pipeline.config import load
-from pipeline.dag import Pipeline
-from pipeline.executor import RayExecutor
+from mvid.pipeline.config import load
+from mvid.pipeline.dag import Pipeline
+from mvid.pipeline.executor import RayExecutor
 
 RECIPE = """
 input: {root}/in.jsonl
@@ -77,7 +77,7 @@ def test_changed_param_recomputes_that_stage_and_after(run):
 
 
 def test_changed_version_recomputes_that_stage_and_after(run, monkeypatch):
-    from stages.asr import Asr
+    from mvid.stages.asr import Asr
     _, go = run
     monkeypatch.setattr(Asr, "version", Asr.version + 1)
     assert go("stages.extract.frames=3") == {"asr", "lid", "shard"}

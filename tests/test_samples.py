@@ -5,7 +5,7 @@ import subprocess
 import numpy as np
 import pytest
 
-from pipeline.samples import make_cut_video, make_samples
+from mvid.pipeline.samples import make_cut_video, make_samples
 
 
 def probe(path) -> dict:

