@@ -6,6 +6,7 @@ and the packaged real Whisper base under faster-whisper (transcripts and word er
 
 Prints a table and writes it into docs/benchmarks.md under "## ASR (Whisper)".
 """
+
 from __future__ import annotations
 
 import argparse
@@ -37,8 +38,24 @@ def make_clips(d: Path) -> dict[str, Path]:
     for lang, text in CLIPS.items():
         speak(text, lang, d / f"{lang}.raw.wav")
         out[lang] = d / f"{lang}.wav"
-        subprocess.run(["ffmpeg", "-loglevel", "error", "-y", "-i", d / f"{lang}.raw.wav", "-ar", "16000", "-ac", "1",
-                        "-c:a", "pcm_s16le", out[lang]], check=True)
+        subprocess.run(
+            [
+                "ffmpeg",
+                "-loglevel",
+                "error",
+                "-y",
+                "-i",
+                d / f"{lang}.raw.wav",
+                "-ar",
+                "16000",
+                "-ac",
+                "1",
+                "-c:a",
+                "pcm_s16le",
+                out[lang],
+            ],
+            check=True,
+        )
     return out
 
 
@@ -96,31 +113,42 @@ def main() -> None:
         for backend in ("openai-whisper", "faster-whisper"):
             opts = {"beam_size": 1, "temperature": 0, "max_new_tokens": 32}
             load, speed, _ = run(backend, tmp / f"tiny-{backend}", clips, opts)
-            rows.append(f"| tiny random (2+2 layers, width 64) | {backend} | greedy, T=0, max 32 tokens | "
-                        f"{load:.2f} | {speed:.1f} |")
+            rows.append(
+                f"| tiny random (2+2 layers, width 64) | {backend} | greedy, T=0, max 32 tokens | "
+                f"{load:.2f} | {speed:.1f} |"
+            )
         lines = []
         base = base_folder(args.base, tmp)
         if base:
-            for ct, opts, how in (("int8", {"beam_size": 1, "temperature": 0}, "greedy, T=0"),
-                                  ("int8", {}, "beam 5, Whisper's fallback"),
-                                  ("float32", {}, "beam 5, Whisper's fallback")):
+            for ct, opts, how in (
+                ("int8", {"beam_size": 1, "temperature": 0}, "greedy, T=0"),
+                ("int8", {}, "beam 5, Whisper's fallback"),
+                ("float32", {}, "beam 5, Whisper's fallback"),
+            ):
                 load, speed, out = run("faster-whisper", base, clips, {"compute_type": ct, **opts})
-                rows.append(f"| Whisper base (packaged, real) | faster-whisper {ct} | {how} | {load:.2f} | "
-                            f"{speed:.1f} |")
+                rows.append(
+                    f"| Whisper base (packaged, real) | faster-whisper {ct} | {how} | {load:.2f} | {speed:.1f} |"
+                )
             for (lang, ref), o in zip(CLIPS.items(), out):
-                lines.append(f"| {lang} | {o['language']} ({o['language_prob']:.2f}) | {wer(ref, o['text']):.1%} | "
-                             f"{o['text']} |")
-        cpu = (f"{platform.machine()}, {os.cpu_count()} cores, 2 threads (load average {load_avg:.1f} at the start: "
-               "a shared machine, so compare rows of one run only)")
-        text = (f"`python bench/asr.py` on {cpu}: {len(clips)} espeak-ng clips ({total:.1f} s of en/de/es speech, "
-                f"16 kHz), one warm-up clip, then the best of {REPS} runs. Random weights rarely stop by themselves, "
-                "so the greedy tiny rows decode up to the 32-token cap: they compare the two runtimes at equal work, "
-                "not real speed.\n\n"
-                + "\n".join(rows) + "\n")
+                lines.append(
+                    f"| {lang} | {o['language']} ({o['language_prob']:.2f}) | {wer(ref, o['text']):.1%} | {o['text']} |"
+                )
+        cpu = (
+            f"{platform.machine()}, {os.cpu_count()} cores, 2 threads (load average {load_avg:.1f} at the start: "
+            "a shared machine, so compare rows of one run only)"
+        )
+        text = (
+            f"`python bench/asr.py` on {cpu}: {len(clips)} espeak-ng clips ({total:.1f} s of en/de/es speech, "
+            f"16 kHz), one warm-up clip, then the best of {REPS} runs. Random weights rarely stop by themselves, "
+            "so the greedy tiny rows decode up to the 32-token cap: they compare the two runtimes at equal work, "
+            "not real speed.\n\n" + "\n".join(rows) + "\n"
+        )
         if lines:
-            text += ("\nReal Whisper base (faster-whisper float32), language detected, word error rate "
-                     "(lower-cased, punctuation removed):\n\n| clip | detected | WER | transcript |\n"
-                     "|---|---|---|---|\n" + "\n".join(lines) + "\n")
+            text += (
+                "\nReal Whisper base (faster-whisper float32), language detected, word error rate "
+                "(lower-cased, punctuation removed):\n\n| clip | detected | WER | transcript |\n"
+                "|---|---|---|---|\n" + "\n".join(lines) + "\n"
+            )
         else:
             text += "\n(Real Whisper base not benchmarked: pass --base, see `models.asr.fetch_packaged_whisper`.)\n"
         print(text)

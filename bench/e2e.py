@@ -6,6 +6,7 @@ Prints clips/s, hours of video per hour and the orchestration overhead (wall tim
 compute times, which the runner logs under work/timings/), and writes them into docs/benchmarks.md under
 "## Pipeline". Makes the sample inputs and tiny models first where `make samples tiny` has not.
 """
+
 from __future__ import annotations
 
 import json
@@ -26,6 +27,7 @@ def prepare() -> Path:
     """The sample list and tiny models, where they are missing (what `make samples tiny` makes)."""
     from mvid import models
     from mvid.pipeline.samples import make_samples
+
     lst = ROOT / "samples" / "inputs.jsonl"
     if not lst.exists():
         make_samples(ROOT / "samples")
@@ -63,6 +65,7 @@ def main() -> None:
     from mvid.pipeline.dag import Pipeline
     from mvid.pipeline.executor import RayExecutor
     from mvid.stages import REGISTRY
+
     lst = prepare()
     load_avg = os.getloadavg()[0]
     with tempfile.TemporaryDirectory() as d:
@@ -77,21 +80,28 @@ def main() -> None:
         stages, made = timings(work), len(records(work, "split"))
         video_s = sum(r["probe"]["duration"] for r in records(work, "probe"))
 
-    kinds = {n: "actors" if c.uses_model else "barrier" if c.barrier else "sink tasks" if c.sink else "tasks"
-             for n, c in REGISTRY.items()}
-    rows = ["| stage | runs as | items | batches | compute s | model setups | setup s | peak RSS MB | memory_gb |",
-            "|---|---|---|---|---|---|---|---|---|"]
+    kinds = {
+        n: "actors" if c.uses_model else "barrier" if c.barrier else "sink tasks" if c.sink else "tasks"
+        for n, c in REGISTRY.items()
+    }
+    rows = [
+        "| stage | runs as | items | batches | compute s | model setups | setup s | peak RSS MB | memory_gb |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
     for p in cfg.stages:
         t = stages[p.name]
-        rows.append(f"| {p.name} | {kinds[p.name]} | {t['items']:.0f} | {t['batches']:.0f} | {t['compute_s']:.1f} | "
-                    f"{t['setups']:.0f} | {t['setup_s']:.1f} | {t['rss_mb']:.0f} | {p.resources.memory_gb or '-'} |")
+        rows.append(
+            f"| {p.name} | {kinds[p.name]} | {t['items']:.0f} | {t['batches']:.0f} | {t['compute_s']:.1f} | "
+            f"{t['setups']:.0f} | {t['setup_s']:.1f} | {t['rss_mb']:.0f} | {p.resources.memory_gb or '-'} |"
+        )
     compute = sum(t["compute_s"] for t in stages.values())
     setup = sum(t["setup_s"] for t in stages.values())
     cpus = cfg.ray.num_cpus
     rest = wall - ray_s - (compute + setup) / cpus
     rows.append(f"| **all** | | | | **{compute:.1f}** | | **{setup:.1f}** | | |")
     summary = [
-        "| measure | value |", "|---|---|",
+        "| measure | value |",
+        "|---|---|",
         f"| videos in / clips made / clips in the shards | {s.videos} / {made} / {s.clips} |",
         f"| video in | {video_s / 60:.1f} min |",
         f"| wall time (Ray start included) | {wall:.1f} s |",
@@ -104,16 +114,17 @@ def main() -> None:
         f"| stage compute / wall | {compute / wall:.2f} (at most {cpus} on {cpus} CPUs) |",
         f"| wall - Ray start - (compute + setup) / {cpus} CPUs | {rest:.1f} s ({rest / wall:.0%} of wall) |",
     ]
-    text = (f"`python bench/e2e.py` on {platform.machine()}, {os.cpu_count()} cores (load average "
-            f"{load_avg:.1f} at the start: a shared machine). The demo profile (tiny random models where no weights "
-            f"ship, `ray.num_cpus: {cpus}`) over the sample inputs, from an empty work folder, on a local Ray. "
-            f"Compute is the time inside each stage's batches (model calls, ffmpeg, persisting outputs); setup is "
-            f"loading models, once per actor or task. Stage compute / wall is how many stages worked at once on "
-            f"average; the last row is the time that neither stage work nor setup fills even with both CPUs busy: "
-            f"scheduling, serialization, actor start-up, stages waiting on each other. Peak RSS is the largest of "
-            f"a stage's worker processes (ffmpeg children not counted), beside the host memory the profile reserves "
-            f"per worker.\n\n"
-            + "\n".join(summary) + "\n\n" + "\n".join(rows))
+    text = (
+        f"`python bench/e2e.py` on {platform.machine()}, {os.cpu_count()} cores (load average "
+        f"{load_avg:.1f} at the start: a shared machine). The demo profile (tiny random models where no weights "
+        f"ship, `ray.num_cpus: {cpus}`) over the sample inputs, from an empty work folder, on a local Ray. "
+        f"Compute is the time inside each stage's batches (model calls, ffmpeg, persisting outputs); setup is "
+        f"loading models, once per actor or task. Stage compute / wall is how many stages worked at once on "
+        f"average; the last row is the time that neither stage work nor setup fills even with both CPUs busy: "
+        f"scheduling, serialization, actor start-up, stages waiting on each other. Peak RSS is the largest of "
+        f"a stage's worker processes (ffmpeg children not counted), beside the host memory the profile reserves "
+        f"per worker.\n\n" + "\n".join(summary) + "\n\n" + "\n".join(rows)
+    )
     print(text)
     write_section(HEADING, text)
 

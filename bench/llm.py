@@ -5,6 +5,7 @@
 Prints a table and writes it into docs/benchmarks.md under "## LLM engine". Random tiny weights only show each
 engine's overhead (scheduling, batching, kernels), not the speed of a real model.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -23,14 +24,22 @@ from mvid.models.prompts import translation
 HEADING = "## LLM engine"
 MAX_TOKENS = 64
 BATCHES = (1, 8, 32)
-TEXTS = ["Hallo Welt, wie geht es dir heute?", "Il fait très beau aujourd'hui, alors nous allons au parc.",
-         "Hoy hace buen tiempo, vamos al parque a tomar un café.", "今天天气很好，所以我们带孩子们去公园。"]
+TEXTS = [
+    "Hallo Welt, wie geht es dir heute?",
+    "Il fait très beau aujourd'hui, alors nous allons au parc.",
+    "Hoy hace buen tiempo, vamos al parque a tomar un café.",
+    "今天天气很好，所以我们带孩子们去公园。",
+]
 
 
 def chats(n: int) -> list[list[dict]]:
     caption = "Describe the video: a dog runs after a red ball in a park while children laugh."
-    return [translation(TEXTS[i % 4], ["de", "fr", "es", "zh"][i % 4]) if i % 2 else
-            [{"role": "user", "content": f"{caption} Clip {i}."}] for i in range(n)]
+    return [
+        translation(TEXTS[i % 4], ["de", "fr", "es", "zh"][i % 4])
+        if i % 2
+        else [{"role": "user", "content": f"{caption} Clip {i}."}]
+        for i in range(n)
+    ]
 
 
 def generated(a, convs: list[list[dict]]) -> int:
@@ -40,18 +49,23 @@ def generated(a, convs: list[list[dict]]) -> int:
         outs = a.llm.generate([{"prompt_token_ids": i} for i in ids], a.sampling, use_tqdm=False)
         return sum(len(o.outputs[0].token_ids) for o in outs)
     import torch
+
     enc = a.tok.pad({"input_ids": ids}, return_tensors="pt")
     with torch.inference_mode():
         out = a.model.generate(**enc, max_new_tokens=a.max_tokens, do_sample=False, pad_token_id=a.tok.pad_token_id)
-    new = out[:, enc["input_ids"].shape[1]:]
+    new = out[:, enc["input_ids"].shape[1] :]
     eos = (new == a.tok.eos_token_id).int()
     # tokens up to and including the first EOS; a row without EOS ran to max_new_tokens
     return int(sum(int(r.argmax()) + 1 if r.any() else len(r) for r in eos))
 
 
 def run(backend: str, path: Path, **options) -> list[tuple]:
-    spec = ModelSpec(backend=backend, model=str(path), device="cpu",
-                     options={"max_tokens": MAX_TOKENS, "dtype": "float32", **options})
+    spec = ModelSpec(
+        backend=backend,
+        model=str(path),
+        device="cpu",
+        options={"max_tokens": MAX_TOKENS, "dtype": "float32", **options},
+    )
     a = BACKENDS[backend](spec)
     t = time.perf_counter()
     a.load()
@@ -92,14 +106,16 @@ def main() -> None:
         label = f"vLLM {mode}" if name == "vllm" else "transformers generate"
         for n, tokens, wall, load in res:
             rows.append(f"| {label} | {load:.1f} | {n} | {tokens} | {wall:.3f} | {tokens / wall:,.0f} |")
-    text = (f"`python bench/llm.py{' --eager' if args.eager else ''}` on {platform.machine()}, {os.cpu_count()} "
-            f"cores (load average {load_avg:.1f} at the start: a shared machine, so compare rows of one run only). "
-            f"Tiny random Llama (2 layers, hidden 64, vocabulary 768, float32) from `models.llm.tiny`; chat prompts "
-            f"(Vicuna format) alternating translation and caption requests, {lo}-{hi} prompt tokens; greedy, "
-            f"at most {MAX_TOKENS} new tokens; best of 3 after a warm-up. vLLM's CPU backend binds its one worker to "
-            f"one core (it reserves the other); transformers uses torch's threads. Load s includes vLLM's engine "
-            f"start (process spawn, imports, compilation). Random tiny weights only show engine overhead: these "
-            f"numbers say nothing about a real model's speed.\n\n" + "\n".join(rows))
+    text = (
+        f"`python bench/llm.py{' --eager' if args.eager else ''}` on {platform.machine()}, {os.cpu_count()} "
+        f"cores (load average {load_avg:.1f} at the start: a shared machine, so compare rows of one run only). "
+        f"Tiny random Llama (2 layers, hidden 64, vocabulary 768, float32) from `models.llm.tiny`; chat prompts "
+        f"(Vicuna format) alternating translation and caption requests, {lo}-{hi} prompt tokens; greedy, "
+        f"at most {MAX_TOKENS} new tokens; best of 3 after a warm-up. vLLM's CPU backend binds its one worker to "
+        f"one core (it reserves the other); transformers uses torch's threads. Load s includes vLLM's engine "
+        f"start (process spawn, imports, compilation). Random tiny weights only show engine overhead: these "
+        f"numbers say nothing about a real model's speed.\n\n" + "\n".join(rows)
+    )
     print(text)
     write_section(HEADING, text)
 

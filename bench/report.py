@@ -1,4 +1,5 @@
 """Shared by the benchmarks: write one section of docs/benchmarks.md, replacing its previous text."""
+
 from __future__ import annotations
 
 import re

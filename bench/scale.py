@@ -9,6 +9,7 @@ then runs the real path: the lid stage (real fastText) persisting a part per uni
 0.9, dedup on), the sink writing real shards and manifest; then the same again on the finished folder (the
 resume scan). It reports the driver's peak RSS (this process only; Ray's own processes are not the driver) and
 the files left in work/. With --json the last line is one JSON object."""
+
 from __future__ import annotations
 
 import argparse
@@ -47,9 +48,27 @@ stages:
 def media() -> dict[str, bytes]:
     """One tiny H.264 frame, one JPEG and a 20 ms wav, made once and shared by every clip."""
     with tempfile.TemporaryDirectory() as d:
-        subprocess.run(["ffmpeg", "-nostdin", "-loglevel", "error", "-f", "lavfi", "-i", "testsrc2=s=16x16:r=25",
-                        "-frames:v", "1", "-pix_fmt", "yuv420p", f"{d}/c.mp4", "-frames:v", "1", f"{d}/f.jpg"],
-                       check=True)
+        subprocess.run(
+            [
+                "ffmpeg",
+                "-nostdin",
+                "-loglevel",
+                "error",
+                "-f",
+                "lavfi",
+                "-i",
+                "testsrc2=s=16x16:r=25",
+                "-frames:v",
+                "1",
+                "-pix_fmt",
+                "yuv420p",
+                f"{d}/c.mp4",
+                "-frames:v",
+                "1",
+                f"{d}/f.jpg",
+            ],
+            check=True,
+        )
         out = {"mp4": Path(d, "c.mp4").read_bytes(), "jpg": Path(d, "f.jpg").read_bytes()}
     buf = io.BytesIO()
     with wave.open(buf, "wb") as w:
@@ -67,6 +86,7 @@ def make(root: Path, clips: int) -> None:
     from mvid.pipeline.stage import Ctx
     from mvid.pipeline.store import digest
     from mvid.schemas import record as R
+
     rng, m, ctx = np.random.default_rng(0), media(), Ctx(root / "work", root / "out")
     tmp = root / "tmp"
     tmp.mkdir(parents=True)
@@ -81,23 +101,46 @@ def make(root: Path, clips: int) -> None:
                 vid = f"video{vi:07d}"
                 n = min(PER_VIDEO, clips - vi * PER_VIDEO)
                 emb = rng.normal(size=(n, DIM)).astype(np.float32)
-                emb[1::20] = emb[0::20][:len(emb[1::20])]  # every 20th clip repeats the one before it
+                emb[1::20] = emb[0::20][: len(emb[1::20])]  # every 20th clip repeats the one before it
                 emb /= np.linalg.norm(emb, axis=1, keepdims=True)
                 cs, files = [], {}
                 for i in range(n):
                     cid = R.clip_id(vid, i)
                     files |= {f"{cid}.mp4": tmp / "mp4", f"{cid}.frame00.jpg": tmp / "jpg", f"{cid}.wav": tmp / "wav"}
-                    cs.append({"clip_id": cid, "clip_index": i, "start_frame": i * 25, "end_frame": i * 25 + 25,
-                               "start": float(i), "end": i + 1.0, "duration": 1.0, "fps": 25.0, "has_audio": True,
-                               "clip_path": f"{cid}.mp4", "audio_path": f"{cid}.wav",
-                               "frame_paths": [f"{cid}.frame00.jpg"], "frame_size": [16, 16],
-                               "media_bytes": sum(len(b) for b in m.values()),
-                               "transcript": {"text": "the quick brown fox jumps over the lazy dog", "source": "asr"},
-                               "clip_score": round(float(rng.normal(0.3, 0.05)), 6), "clip_emb": emb[i].tolist()})
+                    cs.append(
+                        {
+                            "clip_id": cid,
+                            "clip_index": i,
+                            "start_frame": i * 25,
+                            "end_frame": i * 25 + 25,
+                            "start": float(i),
+                            "end": i + 1.0,
+                            "duration": 1.0,
+                            "fps": 25.0,
+                            "has_audio": True,
+                            "clip_path": f"{cid}.mp4",
+                            "audio_path": f"{cid}.wav",
+                            "frame_paths": [f"{cid}.frame00.jpg"],
+                            "frame_size": [16, 16],
+                            "media_bytes": sum(len(b) for b in m.values()),
+                            "transcript": {"text": "the quick brown fox jumps over the lazy dog", "source": "asr"},
+                            "clip_score": round(float(rng.normal(0.3, 0.05)), 6),
+                            "clip_emb": emb[i].tolist(),
+                        }
+                    )
                 media_path = ctx.media(vid)
                 write_tar(media_path, members_of(files))
-                videos.append({"video_id": vid, "path": f"/synthetic/{vid}.mp4", "failed": False, "has_audio": True,
-                               "media": str(media_path.relative_to(ctx.work)), "clips": cs, "rejects": []})
+                videos.append(
+                    {
+                        "video_id": vid,
+                        "path": f"/synthetic/{vid}.mp4",
+                        "failed": False,
+                        "has_audio": True,
+                        "media": str(media_path.relative_to(ctx.work)),
+                        "clips": cs,
+                        "rejects": [],
+                    }
+                )
             w.write_table(R.table([{"unit": f"{u0 // PER_UNIT:06d}", "_k": digest(videos), "videos": videos}]))
 
 
@@ -108,6 +151,7 @@ def run(root: Path) -> dict:
     from mvid.pipeline.config import load
     from mvid.pipeline.dag import Pipeline
     from mvid.pipeline.executor import RayExecutor
+
     (root / "recipe.yaml").write_text(RECIPE.format(root=root, per_unit=PER_UNIT))
     cfg = load(str(root / "recipe.yaml"))
     n = pq.ParquetFile(root / "work/inputs.parquet").num_row_groups
@@ -139,12 +183,22 @@ def main() -> None:
         r = run(root)
         s = r["summary"]
         man = json.loads((root / "out/manifest.json").read_text())
-        res = {"clips": a.clips, "kept": s.clips, "dropped": sum(s.drops.values()), "shard_samples": man["samples"],
-               "shards": len(man["shards"]), "units": r["units"], "wall_s": round(r["wall_s"], 2),
-               "resume_s": round(r["resume_s"], 2), "s_per_1k_clips": round(1000 * r["wall_s"] / a.clips, 3),
-               "driver_peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024,
-               "work_files": sum(len(f) for _, _, f in os.walk(root / "work")),
-               "make_s": round(made, 1), "failures": dict(s.failures), "drops": dict(s.drops)}
+        res = {
+            "clips": a.clips,
+            "kept": s.clips,
+            "dropped": sum(s.drops.values()),
+            "shard_samples": man["samples"],
+            "shards": len(man["shards"]),
+            "units": r["units"],
+            "wall_s": round(r["wall_s"], 2),
+            "resume_s": round(r["resume_s"], 2),
+            "s_per_1k_clips": round(1000 * r["wall_s"] / a.clips, 3),
+            "driver_peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024,
+            "work_files": sum(len(f) for _, _, f in os.walk(root / "work")),
+            "make_s": round(made, 1),
+            "failures": dict(s.failures),
+            "drops": dict(s.drops),
+        }
     print(json.dumps(res) if a.json else "\n".join(f"{k:>20}: {v}" for k, v in res.items()))
 
 

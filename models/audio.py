@@ -2,6 +2,7 @@
 
 Also `fbank`, the paper's audio-encoder input (BEATs-style Kaldi log-Mel filterbanks), in numpy.
 """
+
 from __future__ import annotations
 
 import json
@@ -15,8 +16,10 @@ from mvid.models.base import TINY_MARKER, Adapter, device, greedy
 from mvid.models.vision import CHAT_TEMPLATE, qwen_tokenizer
 
 SR = 16000
-PROMPT = ("Describe the sounds in this audio other than speech: the music, the environment and the events. "
-          "Do not transcribe the words that are spoken.")
+PROMPT = (
+    "Describe the sounds in this audio other than speech: the music, the environment and the events. "
+    "Do not transcribe the words that are spoken."
+)
 AUDIO = "<|AUDIO|>"
 
 
@@ -25,8 +28,12 @@ def read_wav(path: str | Path) -> np.ndarray:
     with wave.open(str(path)) as w:
         if (w.getframerate(), w.getnchannels(), w.getsampwidth()) == (SR, 1, 2):
             return np.frombuffer(w.readframes(w.getnframes()), "<i2").astype(np.float32) / 32768
-    raw = subprocess.run(["ffmpeg", "-nostdin", "-loglevel", "error", "-i", str(path), "-f", "s16le", "-ac", "1",
-                          "-ar", str(SR), "-"], check=True, capture_output=True, timeout=600).stdout
+    raw = subprocess.run(
+        ["ffmpeg", "-nostdin", "-loglevel", "error", "-i", str(path), "-f", "s16le", "-ac", "1", "-ar", str(SR), "-"],
+        check=True,
+        capture_output=True,
+        timeout=600,
+    ).stdout
     return np.frombuffer(raw, "<i2").astype(np.float32) / 32768
 
 
@@ -86,6 +93,7 @@ class TransformersAudio(Adapter):
     def load(self) -> None:
         import torch
         from transformers import AutoProcessor, Qwen2AudioForConditionalGeneration
+
         o = self.spec.options
         self.prompt = o.get("prompt", PROMPT)
         self.max_new = int(o.get("max_new_tokens", 128))
@@ -101,7 +109,7 @@ class TransformersAudio(Adapter):
     def inputs(self, items: list[dict]) -> dict:
         conv = [{"role": "user", "content": [{"type": "audio"}, {"type": "text", "text": self.prompt}]}]
         text = self.proc.apply_chat_template(conv, add_generation_prompt=True, tokenize=False)
-        audio = [read_wav(it["audio"])[:self.limit] for it in items]
+        audio = [read_wav(it["audio"])[: self.limit] for it in items]
         enc = self.proc(text=[text] * len(items), audio=audio, sampling_rate=SR, return_tensors="pt", padding=True)
         enc["input_features"] = enc["input_features"].to(self.model.dtype)
         return {k: v.to(self.dev) for k, v in enc.items()}
@@ -118,14 +126,29 @@ BACKENDS = {TransformersAudio.backend: TransformersAudio}
 def tiny(dest: Path) -> None:
     """A tiny random Qwen2-Audio with a locally built tokenizer and a Whisper feature extractor (128 mels)."""
     import torch
-    from transformers import (Qwen2AudioConfig, Qwen2AudioForConditionalGeneration, Qwen2AudioProcessor,
-                              WhisperFeatureExtractor)
+    from transformers import (
+        Qwen2AudioConfig,
+        Qwen2AudioForConditionalGeneration,
+        Qwen2AudioProcessor,
+        WhisperFeatureExtractor,
+    )
+
     out = Path(dest) / "tiny-qwen2-audio"
     tok = qwen_tokenizer(["<|audio_bos|>", "<|audio_eos|>", AUDIO])
     ids = tok.convert_tokens_to_ids
-    text = dict(model_type="qwen2", vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=4096,
-                bos_token_id=ids("<|endoftext|>"), eos_token_id=ids("<|im_end|>"), pad_token_id=ids("<|endoftext|>"))
+    text = dict(
+        model_type="qwen2",
+        vocab_size=len(tok),
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=4096,
+        bos_token_id=ids("<|endoftext|>"),
+        eos_token_id=ids("<|im_end|>"),
+        pad_token_id=ids("<|endoftext|>"),
+    )
     enc = dict(d_model=32, encoder_layers=2, encoder_attention_heads=2, encoder_ffn_dim=64, num_mel_bins=128)
     cfg = Qwen2AudioConfig(audio_config=enc, text_config=text, audio_token_index=ids(AUDIO))
     torch.manual_seed(0)

@@ -1,4 +1,5 @@
 """Common interface of model adapters: one adapter per model role, no pipeline logic."""
+
 from __future__ import annotations
 
 import json
@@ -13,6 +14,7 @@ TINY_MARKER = "mvid-tiny.json"  # written by `mvid models tiny` into every tiny 
 
 class ModelSpec(BaseModel):
     """Config of one model role: which backend runs which weights."""
+
     model_config = ConfigDict(extra="forbid")
     backend: str
     model: str  # a local path, a folder name under MVID_MODEL_DIR, or a hub id
@@ -43,18 +45,21 @@ def resolve(role: str, spec: ModelSpec, files: str = "the model's weights") -> s
     raise ModelMissing(
         f"role '{role}' ({spec.backend}) needs {files} for '{spec.model}': not a local path and not in "
         f"MVID_MODEL_DIR={model_dir()}. Run `mvid models fetch PROFILE` with internet access, "
-        f"`mvid models tiny {model_dir()}` for tiny test models, or set allow_hub: true.")
+        f"`mvid models tiny {model_dir()}` for tiny test models, or set allow_hub: true."
+    )
 
 
 def device(spec: ModelSpec) -> str:
     if spec.device != "auto":
         return spec.device
     import torch
+
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
 class Adapter:
     """Load once per actor with load(), then call with a batch; returns one output per input."""
+
     role: ClassVar[str]
     backend: ClassVar[str]
     files: ClassVar[str] = "the model's weights"
@@ -74,8 +79,13 @@ class Adapter:
     def check(self) -> None:
         """A cheap look at the resolved files before any video is touched; load() does the real work."""
         p = Path(self.path)
-        problem = ("is an empty file" if p.is_file() and not p.stat().st_size else
-                   "is an empty folder" if p.is_dir() and not any(p.iterdir()) else None)
+        problem = (
+            "is an empty file"
+            if p.is_file() and not p.stat().st_size
+            else "is an empty folder"
+            if p.is_dir() and not any(p.iterdir())
+            else None
+        )
         if not problem and (p / "config.json").is_file():
             try:
                 json.loads((p / "config.json").read_text())
@@ -94,12 +104,19 @@ class Adapter:
 def byte_bpe(texts, vocab_size: int, specials: list[str]):
     """A byte-level BPE tokenizer (any text round-trips), trained here on texts: tiny models need no hub."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+
     tok = Tokenizer(models.BPE())
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
-    tok.train_from_iterator(texts, trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=specials,
-                                                       initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-                                                       show_progress=False))
+    tok.train_from_iterator(
+        texts,
+        trainers.BpeTrainer(
+            vocab_size=vocab_size,
+            special_tokens=specials,
+            initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+            show_progress=False,
+        ),
+    )
     return tok
 
 
@@ -107,4 +124,4 @@ def greedy(a: Adapter, inp: dict, decoder) -> list[str]:
     """Greedy generate on a prepared transformers batch (a.model, a.torch, a.max_new); the new text, stripped."""
     with a.torch.inference_mode():
         out = a.model.generate(**inp, max_new_tokens=a.max_new, do_sample=False)
-    return [t.strip() for t in decoder.batch_decode(out[:, inp["input_ids"].shape[1]:], skip_special_tokens=True)]
+    return [t.strip() for t in decoder.batch_decode(out[:, inp["input_ids"].shape[1] :], skip_special_tokens=True)]

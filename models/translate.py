@@ -6,6 +6,7 @@ Items are {"text", "src_lang" (fastText's ISO 639 code, e.g. "de", or a Seamless
 optional "audio" (16 kHz mono wav)}; outputs are the translations (str), in input order. Options: mode
 ("text" | "speech"), tgt_lang ("eng"), num_beams (1), max_new_tokens (256), batch_size (8), threads.
 """
+
 from __future__ import annotations
 
 import json
@@ -16,18 +17,97 @@ from mvid.models.base import TINY_MARKER, Adapter, device
 
 # fastText lid.176 label -> SeamlessM4T v2 text language (the 96 it reads, where fastText has the language)
 SEAMLESS = {
-    "af": "afr", "am": "amh", "ar": "arb", "arz": "arz", "as": "asm", "ast": "ast", "az": "azj", "be": "bel",
-    "bn": "ben", "bs": "bos", "bg": "bul", "ca": "cat", "ceb": "ceb", "cs": "ces", "ckb": "ckb", "zh": "cmn",
-    "cy": "cym", "da": "dan", "de": "deu", "el": "ell", "en": "eng", "et": "est", "eu": "eus", "fi": "fin",
-    "fr": "fra", "ga": "gle", "gl": "glg", "gu": "guj", "he": "heb", "hi": "hin", "hr": "hrv", "hu": "hun",
-    "hy": "hye", "ig": "ibo", "id": "ind", "is": "isl", "it": "ita", "jv": "jav", "ja": "jpn", "kn": "kan",
-    "ka": "kat", "kk": "kaz", "km": "khm", "ky": "kir", "ko": "kor", "lo": "lao", "lt": "lit", "lb": "ltz",
-    "lv": "lvs", "mai": "mai", "ml": "mal", "mr": "mar", "mk": "mkd", "mt": "mlt", "mn": "khk", "my": "mya",
-    "nl": "nld", "nn": "nno", "no": "nob", "ne": "npi", "oc": "oci", "or": "ory", "pa": "pan", "ps": "pbt",
-    "fa": "pes", "pl": "pol", "pt": "por", "ro": "ron", "ru": "rus", "sk": "slk", "sl": "slv", "sd": "snd",
-    "so": "som", "es": "spa", "sr": "srp", "sv": "swe", "sw": "swh", "ta": "tam", "te": "tel", "tg": "tgk",
-    "tl": "tgl", "th": "tha", "tr": "tur", "uk": "ukr", "ur": "urd", "uz": "uzn", "vi": "vie", "yo": "yor",
-    "yue": "yue", "ms": "zsm", "zu": "zul",
+    "af": "afr",
+    "am": "amh",
+    "ar": "arb",
+    "arz": "arz",
+    "as": "asm",
+    "ast": "ast",
+    "az": "azj",
+    "be": "bel",
+    "bn": "ben",
+    "bs": "bos",
+    "bg": "bul",
+    "ca": "cat",
+    "ceb": "ceb",
+    "cs": "ces",
+    "ckb": "ckb",
+    "zh": "cmn",
+    "cy": "cym",
+    "da": "dan",
+    "de": "deu",
+    "el": "ell",
+    "en": "eng",
+    "et": "est",
+    "eu": "eus",
+    "fi": "fin",
+    "fr": "fra",
+    "ga": "gle",
+    "gl": "glg",
+    "gu": "guj",
+    "he": "heb",
+    "hi": "hin",
+    "hr": "hrv",
+    "hu": "hun",
+    "hy": "hye",
+    "ig": "ibo",
+    "id": "ind",
+    "is": "isl",
+    "it": "ita",
+    "jv": "jav",
+    "ja": "jpn",
+    "kn": "kan",
+    "ka": "kat",
+    "kk": "kaz",
+    "km": "khm",
+    "ky": "kir",
+    "ko": "kor",
+    "lo": "lao",
+    "lt": "lit",
+    "lb": "ltz",
+    "lv": "lvs",
+    "mai": "mai",
+    "ml": "mal",
+    "mr": "mar",
+    "mk": "mkd",
+    "mt": "mlt",
+    "mn": "khk",
+    "my": "mya",
+    "nl": "nld",
+    "nn": "nno",
+    "no": "nob",
+    "ne": "npi",
+    "oc": "oci",
+    "or": "ory",
+    "pa": "pan",
+    "ps": "pbt",
+    "fa": "pes",
+    "pl": "pol",
+    "pt": "por",
+    "ro": "ron",
+    "ru": "rus",
+    "sk": "slk",
+    "sl": "slv",
+    "sd": "snd",
+    "so": "som",
+    "es": "spa",
+    "sr": "srp",
+    "sv": "swe",
+    "sw": "swh",
+    "ta": "tam",
+    "te": "tel",
+    "tg": "tgk",
+    "tl": "tgl",
+    "th": "tha",
+    "tr": "tur",
+    "uk": "ukr",
+    "ur": "urd",
+    "uz": "uzn",
+    "vi": "vie",
+    "yo": "yor",
+    "yue": "yue",
+    "ms": "zsm",
+    "zu": "zul",
 }
 
 
@@ -47,6 +127,7 @@ class SeamlessM4Tv2(Adapter):
     def load(self) -> None:
         import torch
         from transformers import SeamlessM4TProcessor, SeamlessM4Tv2ForSpeechToText, SeamlessM4Tv2ForTextToText
+
         o = self.spec.options
         self.torch = torch
         if o.get("threads"):
@@ -67,6 +148,7 @@ class SeamlessM4Tv2(Adapter):
         out: list[str | None] = [None] * len(items)
         if self.mode == "speech":
             from mvid.models.asr import load_wav
+
             missing = [i for i, it in enumerate(items) if not it.get("audio")]
             if missing:
                 raise ValueError(f"translate: speech mode needs 'audio' in every item (missing at {missing})")
@@ -84,14 +166,14 @@ class SeamlessM4Tv2(Adapter):
                 groups.setdefault(src, []).append(i)
         for src, idx in groups.items():
             for part in chunks(idx, self.bs):
-                enc = self.proc(text=[items[i]["text"] for i in part], src_lang=src, return_tensors="pt",
-                                padding=True)
+                enc = self.proc(text=[items[i]["text"] for i in part], src_lang=src, return_tensors="pt", padding=True)
                 self._generate(enc, part, out)
         return out
 
     def _generate(self, enc, idx: list[int], out: list) -> None:
-        enc = {k: (v.to(self.dev, self.model.dtype) if v.is_floating_point() else v.to(self.dev))
-               for k, v in enc.items()}
+        enc = {
+            k: (v.to(self.dev, self.model.dtype) if v.is_floating_point() else v.to(self.dev)) for k, v in enc.items()
+        }
         with self.torch.inference_mode():
             ids = self.model.generate(**enc, tgt_lang=self.tgt, **self.gen)
         for i, t in zip(idx, self.proc.batch_decode(ids, skip_special_tokens=True)):
@@ -99,7 +181,7 @@ class SeamlessM4Tv2(Adapter):
 
 
 def chunks(xs: list, n: int) -> list[list]:
-    return [xs[i:i + n] for i in range(0, len(xs), n)]
+    return [xs[i : i + n] for i in range(0, len(xs), n)]
 
 
 # ---- tiny random model --------------------------------------------------------------------------------------
@@ -128,15 +210,27 @@ def tiny_tokenizer(work: Path):
     special ids (<pad> 0, <unk> 1, <s> 2, </s> 3) and a __xxx__ token for every language in SEAMLESS."""
     import sentencepiece as spm
     from transformers import SeamlessM4TTokenizer
+
     (work / "corpus.txt").write_text(CORPUS * 3)
     # fairseq layout: the spm ids unk 0, bos 1, eos 2 become 1, 2, 3 after the tokenizer's offset of one
-    spm.SentencePieceTrainer.train(input=str(work / "corpus.txt"), model_prefix=str(work / "sentencepiece.bpe"),
-                                   vocab_size=300, model_type="bpe", character_coverage=1.0, hard_vocab_limit=False,
-                                   unk_id=0, bos_id=1, eos_id=2, pad_id=-1, minloglevel=2)
+    spm.SentencePieceTrainer.train(
+        input=str(work / "corpus.txt"),
+        model_prefix=str(work / "sentencepiece.bpe"),
+        vocab_size=300,
+        model_type="bpe",
+        character_coverage=1.0,
+        hard_vocab_limit=False,
+        unk_id=0,
+        bos_id=1,
+        eos_id=2,
+        pad_id=-1,
+        minloglevel=2,
+    )
     (work / "corpus.txt").unlink()
     langs = [f"__{c}__" for c in sorted(set(SEAMLESS.values()))]
-    return SeamlessM4TTokenizer.from_pretrained(str(work), additional_special_tokens=langs, src_lang="eng",
-                                                tgt_lang="eng")
+    return SeamlessM4TTokenizer.from_pretrained(
+        str(work), additional_special_tokens=langs, src_lang="eng", tgt_lang="eng"
+    )
 
 
 def tiny(dest: Path, seed: int = 0) -> None:
@@ -144,29 +238,69 @@ def tiny(dest: Path, seed: int = 0) -> None:
     text decoder, tiny t2u and vocoder) with its processor; both the text-to-text and the speech-to-text
     classes load from it, as they do from the real checkpoint."""
     import torch
-    from transformers import (GenerationConfig, SeamlessM4TFeatureExtractor, SeamlessM4TProcessor,
-                              SeamlessM4Tv2Config, SeamlessM4Tv2Model)
+    from transformers import (
+        GenerationConfig,
+        SeamlessM4TFeatureExtractor,
+        SeamlessM4TProcessor,
+        SeamlessM4Tv2Config,
+        SeamlessM4Tv2Model,
+    )
+
     out = Path(dest) / "tiny-seamless-m4t-v2"
     with tempfile.TemporaryDirectory() as tmp:
         tok = tiny_tokenizer(Path(tmp))
     h, ffn, heads = 32, 64, 2
     cfg = SeamlessM4Tv2Config(
-        vocab_size=len(tok), hidden_size=h, max_position_embeddings=256, encoder_layers=1, decoder_layers=1,
-        encoder_ffn_dim=ffn, decoder_ffn_dim=ffn, encoder_attention_heads=heads, decoder_attention_heads=heads,
-        speech_encoder_layers=1, speech_encoder_attention_heads=heads, speech_encoder_intermediate_size=ffn,
-        t2u_vocab_size=32, char_vocab_size=64, t2u_encoder_layers=1, t2u_decoder_layers=1,
-        t2u_encoder_ffn_dim=ffn, t2u_decoder_ffn_dim=ffn, t2u_encoder_attention_heads=heads,
-        t2u_decoder_attention_heads=heads, t2u_max_position_embeddings=256, t2u_variance_predictor_embed_dim=h,
-        t2u_variance_predictor_hidden_dim=16, upsample_initial_channel=16, upsample_rates=(2, 2),
-        upsample_kernel_sizes=(4, 4), resblock_kernel_sizes=(3,), resblock_dilation_sizes=((1,),),
-        unit_hifi_gan_vocab_size=32, unit_embed_dim=16, lang_embed_dim=8, spkr_embed_dim=8, vocoder_num_langs=2,
-        vocoder_num_spkrs=2, pad_token_id=0, bos_token_id=2, eos_token_id=3, decoder_start_token_id=3)
+        vocab_size=len(tok),
+        hidden_size=h,
+        max_position_embeddings=256,
+        encoder_layers=1,
+        decoder_layers=1,
+        encoder_ffn_dim=ffn,
+        decoder_ffn_dim=ffn,
+        encoder_attention_heads=heads,
+        decoder_attention_heads=heads,
+        speech_encoder_layers=1,
+        speech_encoder_attention_heads=heads,
+        speech_encoder_intermediate_size=ffn,
+        t2u_vocab_size=32,
+        char_vocab_size=64,
+        t2u_encoder_layers=1,
+        t2u_decoder_layers=1,
+        t2u_encoder_ffn_dim=ffn,
+        t2u_decoder_ffn_dim=ffn,
+        t2u_encoder_attention_heads=heads,
+        t2u_decoder_attention_heads=heads,
+        t2u_max_position_embeddings=256,
+        t2u_variance_predictor_embed_dim=h,
+        t2u_variance_predictor_hidden_dim=16,
+        upsample_initial_channel=16,
+        upsample_rates=(2, 2),
+        upsample_kernel_sizes=(4, 4),
+        resblock_kernel_sizes=(3,),
+        resblock_dilation_sizes=((1,),),
+        unit_hifi_gan_vocab_size=32,
+        unit_embed_dim=16,
+        lang_embed_dim=8,
+        spkr_embed_dim=8,
+        vocoder_num_langs=2,
+        vocoder_num_spkrs=2,
+        pad_token_id=0,
+        bos_token_id=2,
+        eos_token_id=3,
+        decoder_start_token_id=3,
+    )
     torch.manual_seed(seed)
     net = SeamlessM4Tv2Model(cfg).eval()
     langs = sorted(set(SEAMLESS.values()))
     net.generation_config = GenerationConfig(
         text_decoder_lang_to_code_id={c: tok.convert_tokens_to_ids(f"__{c}__") for c in langs},
-        decoder_start_token_id=3, bos_token_id=2, eos_token_id=3, pad_token_id=0, max_new_tokens=32)
+        decoder_start_token_id=3,
+        bos_token_id=2,
+        eos_token_id=3,
+        pad_token_id=0,
+        max_new_tokens=32,
+    )
     net.save_pretrained(out)
     SeamlessM4TProcessor(feature_extractor=SeamlessM4TFeatureExtractor(), tokenizer=tok).save_pretrained(out)
     (out / TINY_MARKER).write_text(json.dumps({"arch": "seamless-m4t-v2"}))

@@ -5,6 +5,7 @@ processor. transformers 5.x's Qwen2VLProcessor cannot be built without torchvisi
 it), so a clip's frames go through the image processor (PIL backend where torchvision is missing) and are
 paired into Qwen2-VL video patches here: the same patch layout the video processor produces.
 """
+
 from __future__ import annotations
 
 import json
@@ -29,19 +30,25 @@ CHAT_TEMPLATE = (
     "{% elif c['type'] == 'audio' %}{% set n.audio = n.audio + 1 %}"
     "Audio {{ n.audio }}: <|audio_bos|><|AUDIO|><|audio_eos|>\n"
     "{% else %}{{ c['text'] }}{% endif %}{% endfor %}{% endif %}<|im_end|>\n{% endfor %}"
-    "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}")
+    "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+)
 
-CORPUS = [PROMPT, "A person walks a dog in a park while music plays and birds sing.",
-          "What sounds can you hear? Describe the music, the environment and the events.",
-          "You are a helpful assistant. A red car drives down a street at night; people talk."]
+CORPUS = [
+    PROMPT,
+    "A person walks a dog in a park while music plays and birds sing.",
+    "What sounds can you hear? Describe the music, the environment and the events.",
+    "You are a helpful assistant. A red car drives down a street at night; people talk.",
+]
 
 
 def qwen_tokenizer(specials: list[str]):
     """A small byte-level BPE tokenizer in Qwen's style, trained here on a few sentences (no hub)."""
     from transformers import PreTrainedTokenizerFast
+
     tok = byte_bpe(CORPUS * 4, 512, ["<|endoftext|>", "<|im_start|>", "<|im_end|>", *specials])
-    return PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="<|im_end|>", pad_token="<|endoftext|>",
-                                   chat_template=CHAT_TEMPLATE)
+    return PreTrainedTokenizerFast(
+        tokenizer_object=tok, eos_token="<|im_end|>", pad_token="<|endoftext|>", chat_template=CHAT_TEMPLATE
+    )
 
 
 def messages(prompt: str, parts: list[dict]) -> list[dict]:
@@ -82,6 +89,7 @@ class VisionCaptioner(Adapter):
 
     def frames(self, item: dict) -> list:
         from PIL import Image
+
         paths = subsample(item["frames"], self.max_frames)
         if not paths:
             raise ValueError("vcaption needs at least one frame")
@@ -97,6 +105,7 @@ class TransformersVision(VisionCaptioner):
     def load(self) -> None:
         import torch
         from transformers import AutoImageProcessor, AutoModelForImageTextToText, AutoTokenizer
+
         self._setup()
         self.torch, self.dev = torch, device(self.spec)
         hub = {"local_files_only": not self.spec.allow_hub}
@@ -132,12 +141,13 @@ class TransformersVision(VisionCaptioner):
         for it in items:
             frames = self.frames(it)
             pv, g = self.visual(frames)
-            text = self.tok.apply_chat_template(messages(self.prompt, self.parts(len(frames))),
-                                                add_generation_prompt=True, tokenize=False)
+            text = self.tok.apply_chat_template(
+                messages(self.prompt, self.parts(len(frames))), add_generation_prompt=True, tokenize=False
+            )
             chunks = text.split(pad)
             if len(chunks) != len(g) + 1:
                 raise ValueError(f"the chat template must place one {pad} per image/video")
-            m2 = self.ip.merge_size ** 2
+            m2 = self.ip.merge_size**2
             text = chunks[0] + "".join(pad * (int(np.prod(t)) // m2) + c for t, c in zip(g, chunks[1:]))
             texts.append(text)
             pvs.append(pv)
@@ -162,16 +172,23 @@ class TransformersVision(VisionCaptioner):
 
 class VllmVision(VisionCaptioner):
     """vLLM engine for the same model family; vLLM runs the model's own HF processor (it needs torchvision)."""
+
     backend = "vllm"
 
     def load(self) -> None:
         from vllm import LLM, SamplingParams
+
         self._setup()
         o = self.spec.options
         limit = {"video": 1} if self.mode == "video" else {"image": self.max_frames}
-        self.llm = LLM(model=self.path, limit_mm_per_prompt=limit, max_model_len=int(o.get("max_model_len", 8192)),
-                       mm_processor_kwargs={"min_pixels": self.min_pixels, "max_pixels": self.max_pixels},
-                       seed=int(o.get("seed", 0)), **o.get("engine", {}))
+        self.llm = LLM(
+            model=self.path,
+            limit_mm_per_prompt=limit,
+            max_model_len=int(o.get("max_model_len", 8192)),
+            mm_processor_kwargs={"min_pixels": self.min_pixels, "max_pixels": self.max_pixels},
+            seed=int(o.get("seed", 0)),
+            **o.get("engine", {}),
+        )
         self.sampling = SamplingParams(temperature=0.0, max_tokens=self.max_new)
         self.tok = self.llm.get_tokenizer()
         if not self.tok.chat_template:
@@ -181,8 +198,9 @@ class VllmVision(VisionCaptioner):
         prompts = []
         for it in items:
             frames = self.frames(it)
-            text = self.tok.apply_chat_template(messages(self.prompt, self.parts(len(frames))),
-                                                add_generation_prompt=True, tokenize=False)
+            text = self.tok.apply_chat_template(
+                messages(self.prompt, self.parts(len(frames))), add_generation_prompt=True, tokenize=False
+            )
             data = {"video": np.stack([np.asarray(f) for f in frames])} if self.mode == "video" else {"image": frames}
             prompts.append({"prompt": text, "multi_modal_data": data})
         outs = self.llm.generate(prompts, self.sampling, use_tqdm=False)
@@ -195,23 +213,54 @@ BACKENDS = {c.backend: c for c in (TransformersVision, VllmVision)}
 def tiny(dest: Path) -> None:
     """Tiny random Qwen2-VL and Qwen2.5-VL models sharing a locally built tokenizer, chat template and image processor."""
     import torch
-    from transformers import (Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration, Qwen2VLConfig,
-                              Qwen2VLForConditionalGeneration)
+    from transformers import (
+        Qwen2_5_VLConfig,
+        Qwen2_5_VLForConditionalGeneration,
+        Qwen2VLConfig,
+        Qwen2VLForConditionalGeneration,
+    )
     from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import Qwen2VLImageProcessorPil
+
     tok = qwen_tokenizer(["<|vision_start|>", "<|vision_end|>", IMAGE, VIDEO])
     ids = tok.convert_tokens_to_ids
-    text = dict(vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=4096,
-                rope_parameters={"rope_type": "default", "mrope_section": [1, 1, 2], "rope_theta": 1e6},
-                bos_token_id=ids("<|endoftext|>"), eos_token_id=ids("<|im_end|>"), pad_token_id=ids("<|endoftext|>"))
-    special = dict(image_token_id=ids(IMAGE), video_token_id=ids(VIDEO),
-                   vision_start_token_id=ids("<|vision_start|>"), vision_end_token_id=ids("<|vision_end|>"))
+    text = dict(
+        vocab_size=len(tok),
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=4096,
+        rope_parameters={"rope_type": "default", "mrope_section": [1, 1, 2], "rope_theta": 1e6},
+        bos_token_id=ids("<|endoftext|>"),
+        eos_token_id=ids("<|im_end|>"),
+        pad_token_id=ids("<|endoftext|>"),
+    )
+    special = dict(
+        image_token_id=ids(IMAGE),
+        video_token_id=ids(VIDEO),
+        vision_start_token_id=ids("<|vision_start|>"),
+        vision_end_token_id=ids("<|vision_end|>"),
+    )
     archs = {
-        "qwen2-vl": (Qwen2VLConfig, Qwen2VLForConditionalGeneration,
-                     dict(depth=2, embed_dim=32, hidden_size=32, num_heads=2, mlp_ratio=2)),
-        "qwen2.5-vl": (Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration,
-                       dict(depth=2, hidden_size=32, out_hidden_size=32, intermediate_size=64, num_heads=2,
-                            window_size=56, fullatt_block_indexes=[1])),
+        "qwen2-vl": (
+            Qwen2VLConfig,
+            Qwen2VLForConditionalGeneration,
+            dict(depth=2, embed_dim=32, hidden_size=32, num_heads=2, mlp_ratio=2),
+        ),
+        "qwen2.5-vl": (
+            Qwen2_5_VLConfig,
+            Qwen2_5_VLForConditionalGeneration,
+            dict(
+                depth=2,
+                hidden_size=32,
+                out_hidden_size=32,
+                intermediate_size=64,
+                num_heads=2,
+                window_size=56,
+                fullatt_block_indexes=[1],
+            ),
+        ),
     }
     for arch, (config, model, vision) in archs.items():
         out = Path(dest) / f"tiny-{arch}"

@@ -1,4 +1,5 @@
 """The `mvid` command line."""
+
 from __future__ import annotations
 
 import argparse
@@ -15,12 +16,18 @@ def _config_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--input", help="folder, glob, or .parquet/.csv/.jsonl list of videos")
     p.add_argument("--work", help="work folder (persisted stage outputs, media)")
     p.add_argument("--out", help="output folder (shards, manifest, index)")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                   help="config override, e.g. stages.split.threshold=0.4 (repeatable)")
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="config override, e.g. stages.split.threshold=0.4 (repeatable)",
+    )
 
 
 def _config(a):
     from mvid.pipeline import config
+
     sets = list(a.set)
     for key, val in (("input", a.input), ("work_dir", a.work), ("output_dir", a.out)):
         if val:
@@ -30,20 +37,25 @@ def _config(a):
 
 def _executor(cfg):
     from mvid.pipeline.executor import RayExecutor
+
     r = cfg.ray
     return RayExecutor(r.address, r.num_cpus, r.object_store_mb)
 
 
 def _pipeline(a):
     from mvid.pipeline.dag import Pipeline
+
     cfg = _config(a)
     pipe = Pipeline(cfg)
     pipe.preflight()  # config, inputs and model files are checked before Ray or any model starts
-    tiny = sorted({f"{s.name}.{f}" for s in pipe.stages for f, ad in s.adapters().items()
-                   if ad.name.startswith("tiny-random/")})
+    tiny = sorted(
+        {f"{s.name}.{f}" for s in pipe.stages for f, ad in s.adapters().items() if ad.name.startswith("tiny-random/")}
+    )
     if tiny:
-        print(f"note: captions from {', '.join(tiny)} come from untrained tiny random models (real weights are "
-              f"absent from MVID_MODEL_DIR): they test the machinery, their text is noise.")
+        print(
+            f"note: captions from {', '.join(tiny)} come from untrained tiny random models (real weights are "
+            f"absent from MVID_MODEL_DIR): they test the machinery, their text is noise."
+        )
     return cfg, pipe
 
 
@@ -66,6 +78,7 @@ def cmd_stage(a) -> int:
 
 def cmd_inspect(a) -> int:
     from mvid.pipeline import inspect
+
     info = inspect.inspect(Path(a.out))
     print(json.dumps(info, indent=1) if a.json else inspect.text(info))
     return 0
@@ -73,6 +86,7 @@ def cmd_inspect(a) -> int:
 
 def cmd_verify(a) -> int:
     from mvid.pipeline import inspect
+
     problems = inspect.verify(Path(a.out))
     for p in problems:
         print(p)
@@ -82,6 +96,7 @@ def cmd_verify(a) -> int:
 
 def cmd_samples(a) -> int:
     from mvid.pipeline.samples import make_samples
+
     entries = make_samples(Path(a.dest))
     print(f"{len(entries)} sample videos in {a.dest}")
     return 0
@@ -89,6 +104,7 @@ def cmd_samples(a) -> int:
 
 def cmd_tiny(a) -> int:
     from mvid import models
+
     roles = models.tiny(Path(a.dest))
     print(f"tiny random models for {', '.join(roles)} in {a.dest}")
     return 0
@@ -100,6 +116,7 @@ def cmd_fetch(a) -> int:
 
     from mvid.models.base import model_dir
     from mvid.pipeline import config
+
     cfg = config.load(a.profile)
     for st in cfg.stages:
         for field, spec in st:
@@ -109,6 +126,7 @@ def cmd_fetch(a) -> int:
             print(f"{st.name}.{field}: {spec.backend} {spec.model} -> {dest}")
             if spec.backend == "openai-whisper":
                 import whisper
+
                 whisper._download(whisper._MODELS[spec.model], str(dest), False)
             else:
                 snapshot_download(spec.model, local_dir=dest)
@@ -166,6 +184,7 @@ def main(argv: list[str] | None = None) -> int:
     from mvid.pipeline.config import ConfigError
     from mvid.pipeline.dag import RunError
     from mvid.pipeline.inputs import InputError
+
     try:
         return a.fn(a)
     except (ConfigError, InputError, ModelMissing, RunError, FileNotFoundError) as e:

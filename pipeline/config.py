@@ -1,4 +1,5 @@
 """Run config: one YAML file (a packaged profile or the user's), validated before any work starts."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -36,6 +37,7 @@ class Config(BaseModel):
     @classmethod
     def _stages(cls, v: Any) -> list[StageParams]:
         from mvid.stages import REGISTRY
+
         if not isinstance(v, list) or not v:
             raise ValueError("must be a non-empty list of stages")
         out = []

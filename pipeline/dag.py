@@ -1,5 +1,6 @@
 """The Pipeline: the config's stream stages run over the units of the input, then the global selection, then
 one shard per unit. The driver holds config, counts and per-shard rows, never per-clip data."""
+
 from __future__ import annotations
 
 import json
@@ -40,8 +41,10 @@ class Summary:
     failed: list[dict] = field(default_factory=list)  # the failure records of kind error
 
     def text(self, show: int = 20) -> str:
-        lines = [f"videos in: {self.videos}   clips out: {self.clips}   shards: {self.shards}   "
-                 f"wall time: {self.seconds:.1f}s"]
+        lines = [
+            f"videos in: {self.videos}   clips out: {self.clips}   shards: {self.shards}   "
+            f"wall time: {self.seconds:.1f}s"
+        ]
         for title, c in (("failures", self.failures), ("dropped by policy", self.drops)):
             if c:
                 lines.append(f"{title}: " + ", ".join(f"{k}={v}" for k, v in sorted(c.items())))
@@ -91,15 +94,19 @@ class Pipeline:
         if i >= len(self.stream):
             return self.write(ex, n, videos, time.time()).clips
         force = set(ids) if ids else None if select == "missing" else select
-        return self.advance(ex, n, self.stream[:i + 1], {name: force} if force else {})
+        return self.advance(ex, n, self.stream[: i + 1], {name: force} if force else {})
 
     def advance(self, ex, n: int, stages: list[Stage], force: dict | None = None) -> int:
         """Stream the units that are not done with `stages` through them; returns how many ran. A unit whose
         parts are all valid is skipped before any stage sees it; a run with none left starts no actor."""
         force = force or {}
         ex.check([s.p for s in stages])
-        scan = {"work": self.ctx.work, "stages": [s.name for s in stages], "fps": [s.fingerprint() for s in stages],
-                "forced": bool(force)}
+        scan = {
+            "work": self.ctx.work,
+            "stages": [s.name for s in stages],
+            "fps": [s.fingerprint() for s in stages],
+            "forced": bool(force),
+        }
         k, first = 0, len(stages)
         for r in ex.rows(ex.units(n, _first, **scan)):
             k, first = k + 1, min(first, r["first"])
@@ -107,15 +114,19 @@ class Pipeline:
         if k:
             # Models load as their actors start, in parallel, from the first stage that some unit needs.
             # Counting holds no CPU: a CPU for it would be budgeted away from the stages and stall them.
-            ds = ex.stream(ex.units(n, _pending, **scan), [s.p for s in stages], scan["fps"], self.ctx, force,
-                           first).map_batches(_counts, batch_format="pyarrow", num_cpus=0)
+            ds = ex.stream(
+                ex.units(n, _pending, **scan), [s.p for s in stages], scan["fps"], self.ctx, force, first
+            ).map_batches(_counts, batch_format="pyarrow", num_cpus=0)
             _stream(ex, ds)
         return k
 
     def write(self, ex, n: int, videos: int, t0: float) -> Summary:
         """The global selection, then one shard per unit, then the manifest; the driver sees per-shard rows."""
-        chain = {"work": self.ctx.work, "stages": [s.name for s in self.stream],
-                 "fps": [s.fingerprint() for s in self.stream]}
+        chain = {
+            "work": self.ctx.work,
+            "stages": [s.name for s in self.stream],
+            "fps": [s.fingerprint() for s in self.stream],
+        }
         sel, cut, key, k, pool = self.select, None, "all", 0, 0
         if sel:
             narrow = ex.units(n, _pool, select=sel.p.model_dump(), fp=sel.fingerprint(), **chain).materialize()
@@ -127,8 +138,16 @@ class Pipeline:
         # Shards are replaced in place: the old manifest goes first, so that no manifest lists a shard whose
         # bytes it does not describe, and the new one comes last.
         (self.ctx.out / S.MANIFEST).unlink(missing_ok=True)
-        ds = ex.units(n, _shard, sink=self.sink.p.model_dump(), select=sel and sel.p.model_dump(),
-                      cut=(cut, k, pool), key=digest([key, self.sink.fingerprint()]), ctx=self.ctx, **chain)
+        ds = ex.units(
+            n,
+            _shard,
+            sink=self.sink.p.model_dump(),
+            select=sel and sel.p.model_dump(),
+            cut=(cut, k, pool),
+            key=digest([key, self.sink.fingerprint()]),
+            ctx=self.ctx,
+            **chain,
+        )
         try:
             done = sorted((json.loads(r["done"]) for r in ex.rows(ds)), key=lambda d: d["entry"]["name"])
             man = self.sink.finish(done, videos)
@@ -137,15 +156,24 @@ class Pipeline:
             if not isinstance(e, OSError) and not m:
                 raise
             cause = m.group(1) if m else e
-            raise RunError(f"writing the output failed ({cause}); no manifest lists a partial "
-                           f"shard. Run `mvid run` again once {self.ctx.out} is writable.") from None
+            raise RunError(
+                f"writing the output failed ({cause}); no manifest lists a partial "
+                f"shard. Run `mvid run` again once {self.ctx.out} is writable."
+            ) from None
         kinds = Counter()
         for d in done:
             kinds.update(d["stats"]["kinds"])
         split = lambda kind: Counter({k.split(":", 1)[1]: v for k, v in kinds.items() if k.startswith(kind + ":")})
         failed = sorted((j for d in done for j in d["errors"]), key=lambda j: (str(j["path"]), j["stage"]))
-        return Summary(videos=videos, clips=man.samples, shards=len(man.shards), failures=split("error"),
-                       drops=split("drop"), seconds=time.time() - t0, failed=failed)
+        return Summary(
+            videos=videos,
+            clips=man.samples,
+            shards=len(man.shards),
+            failures=split("error"),
+            drops=split("drop"),
+            seconds=time.time() - t0,
+            failed=failed,
+        )
 
 
 def _stream(ex, ds) -> None:
@@ -163,6 +191,7 @@ def _stream(ex, ds) -> None:
 
 def _counts(t):
     import pyarrow as pa
+
     return pa.table({"unit": t["unit"], "clips": [sum(len(v["clips"]) for v in u) for u in t["videos"].to_pylist()]})
 
 
@@ -175,6 +204,7 @@ def _todo(i: int, work: Path, stages: list[str], fps: list[str], forced: bool) -
 def _first(i: int, **scan):
     """Unit i's first stage to run, as a row; no row when it is done."""
     import pyarrow as pa
+
     _, first = _todo(i, **scan)
     return pa.table({"first": pa.array([first] if first < len(scan["stages"]) else [], pa.int64())})
 
@@ -210,8 +240,10 @@ def _leaf(u: dict, done: int, work: Path, stages: list[str]) -> dict:
         return R.rows(Parts(work, stages[-1]).read(u["unit"]))[0]
     for v in u["videos"]:
         if not v["failed"]:
-            v["failed"], v["rejects"] = True, [reject_of(v, "not_processed", "the stages have not run on it: run "
-                                                         "`mvid run` again", stage="input")]
+            v["failed"], v["rejects"] = (
+                True,
+                [reject_of(v, "not_processed", "the stages have not run on it: run `mvid run` again", stage="input")],
+            )
     return u
 
 
@@ -220,14 +252,19 @@ def _pool(i: int, select: dict, fp: str, work: Path, stages: list[str], fps: lis
     (work/stages/select/) so that a rerun reads them instead of the unit's records."""
     import pyarrow as pa
     from mvid.stages.select import Select, SelectParams, order
+
     u, done, k = _chain(i, work, stages, fps)
     parts = Parts(work, "select")
     if parts.valid(u["unit"], k, fp):
         return parts.read(u["unit"])
     sel = Select(SelectParams(**select), None)
     clips = [c for v in _leaf(u, done, work, stages)["videos"] for c in sel.pool(v)]
-    t = pa.table({"u": pa.array(order([c["clip_score"] for c in clips]), pa.uint64()),
-                  "c": pa.array([c["clip_id"] for c in clips], pa.string())})
+    t = pa.table(
+        {
+            "u": pa.array(order([c["clip_score"] for c in clips]), pa.uint64()),
+            "c": pa.array([c["clip_id"] for c in clips], pa.string()),
+        }
+    )
     parts.write(u["unit"], t, {"in": k, "fp": fp, "out": k})
     return t
 
@@ -239,6 +276,7 @@ def _hist(ex, narrow, prefix: int, shift: int):
     def count(t):
         b, n = bins(t["u"].to_numpy(), prefix, shift)
         return pa.table({"b": b, "n": n})
+
     h = np.zeros(1 << 16, np.int64)
     for r in ex.rows(narrow.map_batches(count, batch_format="pyarrow", batch_size=None), 4096):
         h[r["b"]] += r["n"]
@@ -248,16 +286,27 @@ def _hist(ex, narrow, prefix: int, shift: int):
 def _fetch(ex, narrow, prefix: int, shift: int):
     def pick(t):
         return t.filter(within(t["u"].to_numpy(), prefix, shift))
+
     return [(int(r["u"]), r["c"]) for r in ex.rows(narrow.map_batches(pick, batch_format="pyarrow", batch_size=None))]
 
 
-def _shard(i: int, sink: dict, select: dict | None, cut: tuple, key: str, ctx: Ctx, work: Path, stages: list[str],
-           fps: list[str]):
+def _shard(
+    i: int,
+    sink: dict,
+    select: dict | None,
+    cut: tuple,
+    key: str,
+    ctx: Ctx,
+    work: Path,
+    stages: list[str],
+    fps: list[str],
+):
     """Unit i's shard: its kept clips (the selection applied: cut, n, pool) and every record of what was
     dropped. A shard already written from the same records and selection is kept without reading them."""
     import pyarrow as pa
     from mvid.stages.select import Select, SelectParams
     from mvid.stages.shard import Shard, ShardParams
+
     u, done, k = _chain(i, work, stages, fps)
     shard, key = Shard(ShardParams(**sink), ctx), digest([k, key])
     made = shard.current(i, key)
@@ -269,7 +318,9 @@ def _shard(i: int, sink: dict, select: dict | None, cut: tuple, key: str, ctx: C
                 if v["failed"]:
                     continue
                 res = sel.decide(v, *cut)
-                v["clips"], v["rejects"] = res.records[0]["clips"], v["rejects"] + [{**j, "stage": "select"}
-                                                                                     for j in res.rejects]
+                v["clips"], v["rejects"] = (
+                    res.records[0]["clips"],
+                    v["rejects"] + [{**j, "stage": "select"} for j in res.rejects],
+                )
         made = shard.write(i, videos, key)
     return pa.table({"done": [json.dumps(made)]})

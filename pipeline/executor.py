@@ -1,6 +1,7 @@
 """The Ray Data executor: streaming map_batches over units, actor pools for model stages, Ray tasks for the rest.
 
 Every stage runs the same Runner (pipeline/runner.py); the driver only builds the plan and reads small rows."""
+
 from __future__ import annotations
 
 import os
@@ -16,6 +17,7 @@ def shortfall(stages: list[StageParams], have: dict) -> dict:
     one task must fit at once, or Ray Data waits forever. Returns {Ray resource: (needed, have)} for what
     `have` (Ray's resource totals) lacks."""
     from mvid.stages import REGISTRY
+
     pools, tasks = {}, {}
     for p in stages:
         kind, r = REGISTRY[p.name], p.resources
@@ -36,17 +38,33 @@ class RayExecutor:
 
     def __init__(self, address: str | None = None, num_cpus: int | None = None, object_store_mb: int | None = None):
         import ray
+
         self.ray = ray
         address = address or os.environ.get("RAY_ADDRESS")
         self.local = address in (None, "", "local")  # a cluster may autoscale: its size is not checked
         if not ray.is_initialized():
-            env = {k: v for k, v in os.environ.items()
-                   if k.startswith("MVID_") or k in ("TRANSFORMERS_VERBOSITY", "HF_HUB_DISABLE_PROGRESS_BARS")}
-            kw = {} if not self.local else {"num_cpus": num_cpus, "include_dashboard": False,
-                                            "object_store_memory": object_store_mb and object_store_mb * 2**20}
+            env = {
+                k: v
+                for k, v in os.environ.items()
+                if k.startswith("MVID_") or k in ("TRANSFORMERS_VERBOSITY", "HF_HUB_DISABLE_PROGRESS_BARS")
+            }
+            kw = (
+                {}
+                if not self.local
+                else {
+                    "num_cpus": num_cpus,
+                    "include_dashboard": False,
+                    "object_store_memory": object_store_mb and object_store_mb * 2**20,
+                }
+            )
             # "local": without an address Ray would join any cluster running on this machine.
-            ray.init(address=address or "local", runtime_env={"env_vars": env}, log_to_driver=True,
-                     logging_level="WARNING", **kw)
+            ray.init(
+                address=address or "local",
+                runtime_env={"env_vars": env},
+                log_to_driver=True,
+                logging_level="WARNING",
+                **kw,
+            )
         ctx = ray.data.DataContext.get_current()
         ctx.enable_progress_bars = True
         ctx.verbose_progress = False
@@ -58,6 +76,7 @@ class RayExecutor:
 
         def each(batch: dict) -> pa.Table:
             return pa.concat_tables([fn(int(i), **kw) for i in batch["id"]])
+
         ds = self.ray.data.range(n, override_num_blocks=max(1, min(n, 100_000)))
         return ds.map_batches(each, batch_size=1, batch_format="numpy")
 
@@ -65,18 +84,23 @@ class RayExecutor:
         """On a local Ray: the actor pools at their minimum size and the largest task must fit."""
         short = self.local and shortfall(stages, self.ray.cluster_resources())
         if short:
+
             def amount(k, v):
                 return f"{v / 2**30:g} GB" if k == "memory" else f"{v:g}"
+
             lack = ", ".join(f"{k} needs {amount(k, v)}, has {amount(k, h)}" for k, (v, h) in sorted(short.items()))
-            raise ConfigError(f"the local Ray is too small for the stages' actor pools (their minimum sizes) and "
-                              f"their largest task at once: {lack}; lower stages' resources (cpus, gpus, "
-                              f"memory_gb, actors) or raise ray.num_cpus")
+            raise ConfigError(
+                f"the local Ray is too small for the stages' actor pools (their minimum sizes) and "
+                f"their largest task at once: {lack}; lower stages' resources (cpus, gpus, "
+                f"memory_gb, actors) or raise ray.num_cpus"
+            )
 
     def stream(self, ds, stages: list[StageParams], fps: list[str], ctx: Ctx, force: dict, first: int = 0):
         """The stream stages over a Dataset of units: model stages as actor pools, the others as tasks; each
         unit is one batch, persisted as one part (pipeline/runner.py). Stages from `first` on load their
         models as their actors start; those before it hold valid parts of every unit and load on demand."""
         from mvid.stages import REGISTRY
+
         for i, (p, fp) in enumerate(zip(stages, fps)):
             res = p.resources
             args = (p.name, p.model_dump(), ctx, fp, force.get(p.name), i >= first)
@@ -95,8 +119,13 @@ class RayExecutor:
                 # worker_crash. Ray 2.60 deprecates remote args passed as keywords but names no replacement.
                 with warnings.catch_warnings():
                     warnings.filterwarnings("ignore", "`ray_remote_args` is deprecated")
-                    ds = ds.map_batches(named(p.name), compute=self.ray.data.ActorPoolStrategy(**size),
-                                        fn_constructor_args=args, max_task_retries=CRASHES + 2, **kw)
+                    ds = ds.map_batches(
+                        named(p.name),
+                        compute=self.ray.data.ActorPoolStrategy(**size),
+                        fn_constructor_args=args,
+                        max_task_retries=CRASHES + 2,
+                        **kw,
+                    )
             else:  # nothing to load: a Runner per batch, as a task
                 ds = ds.map_batches(task(p.name), fn_args=args, **kw)
         return ds

@@ -1,4 +1,5 @@
 """ffmpeg/ffprobe calls: local files only, known demuxers only, always under a time limit."""
+
 from __future__ import annotations
 
 import json
@@ -39,8 +40,11 @@ def _fail(code: str, err: str) -> StageError:
         fmt = m.group(1)
         if fmt.endswith("_pipe") or fmt.startswith("image"):
             return StageError("not_a_video", f"an image ({fmt.removesuffix('_pipe')}), not a video")
-        return StageError("unsupported_format", f"{fmt} refused: only local media files are read, never "
-                                                f"playlists, concat lists or anything that opens other files or URLs")
+        return StageError(
+            "unsupported_format",
+            f"{fmt} refused: only local media files are read, never "
+            f"playlists, concat lists or anything that opens other files or URLs",
+        )
     lines = [NOISE.sub("", x).strip() for x in err.splitlines()]
     return StageError(code, "; ".join(dict.fromkeys(x for x in lines[-3:] if x)) or "failed without message")
 
@@ -61,16 +65,34 @@ def run(args: list[str], timeout: float, cmd: str = "ffmpeg", code: str | None =
 def probe(path: str | Path, timeout: float) -> dict:
     if Path(path).stat().st_size == 0:
         raise StageError("empty_file", "the file is empty (0 bytes)")
-    out = run(["-v", "error", *SAFE, "-print_format", "json", "-show_format", "-show_streams", src(path)],
-              timeout, cmd="ffprobe", code="unreadable")
+    out = run(
+        ["-v", "error", *SAFE, "-print_format", "json", "-show_format", "-show_streams", src(path)],
+        timeout,
+        cmd="ffprobe",
+        code="unreadable",
+    )
     return json.loads(out)
 
 
 def end_time(path: str | Path, start: float, stop: float, timeout: float) -> float:
     """Where the packets read between the timestamps start and stop end: short of the declared duration when
     the file is truncated. Reads about two seconds (one GOP more after a seek), not the whole file."""
-    out = run(["-v", "error", *SAFE, "-read_intervals", f"{start:.3f}%{stop:.3f}", "-show_entries",
-               "packet=pts_time,duration_time", "-of", "csv=p=0", src(path)], timeout, cmd="ffprobe")
+    out = run(
+        [
+            "-v",
+            "error",
+            *SAFE,
+            "-read_intervals",
+            f"{start:.3f}%{stop:.3f}",
+            "-show_entries",
+            "packet=pts_time,duration_time",
+            "-of",
+            "csv=p=0",
+            src(path),
+        ],
+        timeout,
+        cmd="ffprobe",
+    )
     ends = [sum(float(x) for x in line.split(",") if x not in ("", "N/A")) for line in out.decode().split()]
     return max(ends, default=0.0)
 
@@ -83,14 +105,32 @@ def rate(text: str | None) -> float:
     return float(r) if r.denominator else 0.0
 
 
-def frames(path: str | Path, size: tuple[int, int], timeout: float, duration: float | None = None,
-           chunk: int = 50) -> Iterator[np.ndarray]:
+def frames(
+    path: str | Path, size: tuple[int, int], timeout: float, duration: float | None = None, chunk: int = 50
+) -> Iterator[np.ndarray]:
     """Stream rgb24 frames of `size` in chunks of (n, h, w, 3), decoded in a thread so that the
     consumer's compute overlaps decoding. Memory stays bounded by the queue."""
     w, h = size
-    cmd = ["ffmpeg", "-nostdin", "-hide_banner", "-loglevel", "error", *SAFE, "-i", src(path),
-           *(["-t", f"{duration:.3f}"] if duration else []), "-map", "0:v:0",
-           "-vf", f"scale={w}:{h}", "-f", "rawvideo", "-pix_fmt", "rgb24", "pipe:"]
+    cmd = [
+        "ffmpeg",
+        "-nostdin",
+        "-hide_banner",
+        "-loglevel",
+        "error",
+        *SAFE,
+        "-i",
+        src(path),
+        *(["-t", f"{duration:.3f}"] if duration else []),
+        "-map",
+        "0:v:0",
+        "-vf",
+        f"scale={w}:{h}",
+        "-f",
+        "rawvideo",
+        "-pix_fmt",
+        "rgb24",
+        "pipe:",
+    ]
     err = tempfile.TemporaryFile()
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=err)
     fired = threading.Event()
@@ -101,7 +141,7 @@ def frames(path: str | Path, size: tuple[int, int], timeout: float, duration: fl
 
     def read():
         while b := proc.stdout.read(frame * chunk):
-            q.put(np.frombuffer(b[:len(b) - len(b) % frame], np.uint8).reshape(-1, h, w, 3))
+            q.put(np.frombuffer(b[: len(b) - len(b) % frame], np.uint8).reshape(-1, h, w, 3))
         q.put(None)
 
     reader = threading.Thread(target=read, daemon=True)

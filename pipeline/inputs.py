@@ -4,6 +4,7 @@
 The listing streams once into work/inputs.parquet: one row group per unit of `per_unit` consecutive videos,
 which every stage then reads as a Ray Dataset. Paths are made absolute, duplicates kept once, ids made stable;
 a listed file that is missing or not a regular file is a failed video of its unit, with its reason."""
+
 from __future__ import annotations
 
 import glob
@@ -38,9 +39,9 @@ def _rows(spec: Path) -> Iterator[dict]:
                         raise InputError(f"{spec}:{n}: not valid JSON: {e}") from None
         return
     import pyarrow.csv as pcsv
+
     try:
-        batches = (pq.ParquetFile(spec).iter_batches() if spec.suffix == ".parquet" else
-                   pcsv.open_csv(spec))
+        batches = pq.ParquetFile(spec).iter_batches() if spec.suffix == ".parquet" else pcsv.open_csv(spec)
         n = 0
         for b in batches:
             for r in b.to_pylist():
@@ -81,12 +82,18 @@ def video(r: dict) -> dict:
     """The input row as a video record; a missing or odd file becomes a failed video with its reason."""
     path = str(Path(r["path"]).resolve())
     given = r.get("transcript")
-    rec = {"video_id": R.video_id(path, r.get("video_id")), "path": path, "failed": False, "clips": [],
-           "rejects": [], "input_language": r.get("language"),
-           "input_text": given if isinstance(given, str) else None,
-           "input_segments": given if isinstance(given, list) else None}
+    rec = {
+        "video_id": R.video_id(path, r.get("video_id")),
+        "path": path,
+        "failed": False,
+        "clips": [],
+        "rejects": [],
+        "input_language": r.get("language"),
+        "input_text": given if isinstance(given, str) else None,
+        "input_segments": given if isinstance(given, list) else None,
+    }
     if not Path(path).is_file():
-        code, why = (("not_a_file", "not a regular file") if Path(path).exists() else ("missing_file", "no such file"))
+        code, why = ("not_a_file", "not a regular file") if Path(path).exists() else ("missing_file", "no such file")
         rec["failed"], rec["rejects"] = True, [reject_of(rec, code, f"{path}: {why}", stage="input")]
     return rec
 

@@ -1,5 +1,6 @@
 """Clip media in one tar per video (work/media/<xx>/<video_id>.tar): every clip's mp4, wav and frames as
 members named <clip_id>.<ext>. Stages and the sink read members by name; nothing else in work/ is per clip."""
+
 from __future__ import annotations
 
 import io

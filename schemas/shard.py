@@ -2,6 +2,7 @@
 
 One shard per unit (a fixed chunk of consecutive input videos): shards/mvid-<unit>.tar, with its index rows in
 index/mvid-<unit>.parquet and its failure records in failures/mvid-<unit>.jsonl. The manifest is written last."""
+
 from __future__ import annotations
 
 import hashlib

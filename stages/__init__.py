@@ -1,4 +1,5 @@
 """Stage registry: every module in this package registers its Stage; recipes name them."""
+
 import importlib
 import pkgutil
 

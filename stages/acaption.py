@@ -1,6 +1,7 @@
 """acaption: the A caption, an audio-language model (Qwen2-Audio) describing the non-speech sounds.
 
 Makes raw_captions.A and models.A; a clip without audio gets reasons.A."""
+
 from __future__ import annotations
 
 from mvid.models.base import ModelSpec
@@ -33,7 +34,9 @@ class Acaption(Stage):
         out = []
         for r in recs:
             if r["clip_id"] not in caps:
-                out.append(Result.ok(with_caption(r, "A", None, m.name, (r.get("reasons") or {}).get("audio", "no_audio"))))
+                out.append(
+                    Result.ok(with_caption(r, "A", None, m.name, (r.get("reasons") or {}).get("audio", "no_audio")))
+                )
                 continue
             out.append(Result.ok(with_caption(r, "A", caps[r["clip_id"]], m.name)))
         return out

@@ -2,6 +2,7 @@
 
 Makes transcript (text, language, language_prob, segments, no_speech_prob, source) and models.transcript.
 A clip without audio, silent, or over Whisper's no-speech limit gets transcript None and reasons.S."""
+
 from __future__ import annotations
 
 from mvid.models.base import ModelSpec
@@ -21,16 +22,28 @@ def supplied(rec: dict) -> dict | None:
     the clip, or a plain string, which covers the whole video (scope: video)."""
     lang = rec.get("input_language")
     if rec.get("input_text"):
-        return {"text": rec["input_text"].strip(), "language": lang, "segments": [], "source": "input",
-                "scope": "video"}
+        return {
+            "text": rec["input_text"].strip(),
+            "language": lang,
+            "segments": [],
+            "source": "input",
+            "scope": "video",
+        }
     a, b = rec["start"], rec["end"]
-    segs = [{"start": max(s["start"], a) - a, "end": min(s["end"], b) - a, "text": s["text"].strip()}
-            for s in rec.get("input_segments") or []
-            if min(s["end"], b) - max(s["start"], a) > 0.5 * (s["end"] - s["start"])]
+    segs = [
+        {"start": max(s["start"], a) - a, "end": min(s["end"], b) - a, "text": s["text"].strip()}
+        for s in rec.get("input_segments") or []
+        if min(s["end"], b) - max(s["start"], a) > 0.5 * (s["end"] - s["start"])
+    ]
     if not segs:
         return None
-    return {"text": " ".join(s["text"] for s in segs), "language": lang, "segments": segs, "source": "input",
-            "scope": "clip"}
+    return {
+        "text": " ".join(s["text"] for s in segs),
+        "language": lang,
+        "segments": segs,
+        "source": "input",
+        "scope": "clip",
+    }
 
 
 @register
@@ -46,7 +59,12 @@ class Asr(Stage):
     def process_batch(self, recs):
         out, todo = [], []
         for r in recs:
-            r = {**r, "reasons": dict(r.get("reasons") or {}), "models": dict(r.get("models") or {}), "transcript": None}
+            r = {
+                **r,
+                "reasons": dict(r.get("reasons") or {}),
+                "models": dict(r.get("models") or {}),
+                "transcript": None,
+            }
             given = supplied(r)
             if given:
                 r["transcript"], r["models"]["transcript"] = given, "input"

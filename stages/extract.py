@@ -4,6 +4,7 @@ video's clips packed into one media tar (pipeline/media.py).
 Makes media (the tar) and per clip clip_path, audio_path (None without audio, reason in reasons.audio),
 frame_paths (member names), frame_size, media_bytes. A broken audio stream keeps the video and records the audio
 failure."""
+
 from __future__ import annotations
 
 import tempfile
@@ -69,43 +70,107 @@ class Extract(Stage):
         """One clip's mp4, wav and frames under tmp: the clip's new fields, and its members (name -> file)."""
         p = self.p
         cid, reasons = rec["clip_id"], dict(rec.get("reasons") or {})
-        cut = ["-ss", f"{rec['start']:.6f}", "-t", f"{rec['duration']:.6f}", *ffmpeg.SAFE, "-i", ffmpeg.src(rec["path"])]
+        cut = [
+            "-ss",
+            f"{rec['start']:.6f}",
+            "-t",
+            f"{rec['duration']:.6f}",
+            *ffmpeg.SAFE,
+            "-i",
+            ffmpeg.src(rec["path"]),
+        ]
         clip, wav = tmp / f"{cid}.mp4", tmp / f"{cid}.wav"
-        scale = [] if not p.max_side else [
-            "-vf", f"scale='if(gt(iw,ih),min({p.max_side},iw),-2)':'if(gt(iw,ih),-2,min({p.max_side},ih))'"]
-        video = ["-map", "0:v:0", "-frames:v", str(rec["end_frame"] - rec["start_frame"]), *scale,
-                 "-c:v", "libx264", "-preset", p.preset, "-crf", str(p.crf), "-pix_fmt", "yuv420p"]
+        scale = (
+            []
+            if not p.max_side
+            else ["-vf", f"scale='if(gt(iw,ih),min({p.max_side},iw),-2)':'if(gt(iw,ih),-2,min({p.max_side},ih))'"]
+        )
+        video = [
+            "-map",
+            "0:v:0",
+            "-frames:v",
+            str(rec["end_frame"] - rec["start_frame"]),
+            *scale,
+            "-c:v",
+            "libx264",
+            "-preset",
+            p.preset,
+            "-crf",
+            str(p.crf),
+            "-pix_fmt",
+            "yuv420p",
+        ]
         audio = ["-map", "0:a:0", "-c:a", "aac", "-b:a", "128k"]
         has_audio = rec["has_audio"]
         if has_audio:
             try:
-                ffmpeg.run(["-y", *cut, "-vn", "-map", "0:a:0", "-ac", "1", "-ar", str(p.sample_rate),
-                            "-c:a", "pcm_s16le", *BITEXACT, str(wav)], p.timeout_s)
+                ffmpeg.run(
+                    [
+                        "-y",
+                        *cut,
+                        "-vn",
+                        "-map",
+                        "0:a:0",
+                        "-ac",
+                        "1",
+                        "-ar",
+                        str(p.sample_rate),
+                        "-c:a",
+                        "pcm_s16le",
+                        *BITEXACT,
+                        str(wav),
+                    ],
+                    p.timeout_s,
+                )
             except StageError as e:
                 has_audio, reasons["audio"] = False, f"audio_failed: {e.message}"
                 wav.unlink(missing_ok=True)
         else:
             reasons["audio"] = "no_audio_stream"
-        ffmpeg.run(["-y", *cut, *video, *(audio if has_audio else ["-an"]), *BITEXACT,
-                    "-movflags", "+faststart", str(clip)], p.timeout_s)
+        ffmpeg.run(
+            ["-y", *cut, *video, *(audio if has_audio else ["-an"]), *BITEXACT, "-movflags", "+faststart", str(clip)],
+            p.timeout_s,
+        )
         fdir = tmp / cid
         fdir.mkdir()
         n = rec["end_frame"] - rec["start_frame"]
         sel = "+".join(f"eq(n\\,{i})" for i in uniform(n, p.frames))
         s = p.frame_size
-        ffmpeg.run([*ffmpeg.SAFE, "-i", ffmpeg.src(clip),
-                    "-vf", f"select='{sel}',scale='if(gt(iw,ih),-2,{s})':'if(gt(iw,ih),{s},-2)'",
-                    "-fps_mode", "passthrough", "-q:v", "3", *BITEXACT, str(fdir / "%02d.jpg")], p.timeout_s)
+        ffmpeg.run(
+            [
+                *ffmpeg.SAFE,
+                "-i",
+                ffmpeg.src(clip),
+                "-vf",
+                f"select='{sel}',scale='if(gt(iw,ih),-2,{s})':'if(gt(iw,ih),{s},-2)'",
+                "-fps_mode",
+                "passthrough",
+                "-q:v",
+                "3",
+                *BITEXACT,
+                str(fdir / "%02d.jpg"),
+            ],
+            p.timeout_s,
+        )
         frames = sorted(fdir.glob("*.jpg"))
         if not frames:
             raise StageError("no_frames", "no frames could be sampled from the clip")
         from PIL import Image
+
         with Image.open(frames[0]) as im:
             size = list(im.size)
-        members = {f"{cid}.mp4": clip, **{f"{cid}.frame{i:02d}.jpg": f for i, f in enumerate(frames)},
-                   **({f"{cid}.wav": wav} if has_audio else {})}
-        fields = {"has_audio": has_audio, "reasons": reasons, "clip_path": f"{cid}.mp4",
-                  "audio_path": f"{cid}.wav" if has_audio else None,
-                  "frame_paths": [m for m in members if ".frame" in m], "frame_size": size,
-                  "media_bytes": sum(f.stat().st_size for f in members.values())}
+        members = {
+            f"{cid}.mp4": clip,
+            **{f"{cid}.frame{i:02d}.jpg": f for i, f in enumerate(frames)},
+            **({f"{cid}.wav": wav} if has_audio else {}),
+        }
+        fields = {
+            "has_audio": has_audio,
+            "reasons": reasons,
+            "clip_path": f"{cid}.mp4",
+            "audio_path": f"{cid}.wav" if has_audio else None,
+            "frame_paths": [m for m in members if ".frame" in m],
+            "frame_size": size,
+            "media_bytes": sum(f.stat().st_size for f in members.values()),
+        }
         return {k: v for k, v in {**rec, **fields}.items() if k in CLIP}, members

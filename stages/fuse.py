@@ -3,6 +3,7 @@ and AVS (from A, V and S) into one fluent English description each, using only w
 
 A caption whose inputs are missing is left out with its reason, never invented. A malformed LLM answer is
 retried once, then recorded as that caption's failure. Makes captions.{A,V,S,AV,AVS} and models.{AV,AVS}."""
+
 from __future__ import annotations
 
 from mvid.models import prompts
@@ -21,7 +22,10 @@ class FuseParams(StageParams):
 
 def plan(rec: dict) -> tuple[dict, dict, list[str]]:
     """Single-modality captions, reasons for the missing ones, and the fused captions that can be made."""
-    raw = {**(rec.get("raw_captions") or {}), **({"S": rec["captions"]["S"]} if (rec.get("captions") or {}).get("S") else {})}
+    raw = {
+        **(rec.get("raw_captions") or {}),
+        **({"S": rec["captions"]["S"]} if (rec.get("captions") or {}).get("S") else {}),
+    }
     reasons = dict(rec.get("reasons") or {})
     caps = {k: raw[k] for k in ("A", "V", "S") if raw.get(k)}
     for k in ("A", "V", "S"):

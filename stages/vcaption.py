@@ -1,6 +1,7 @@
 """vcaption: the V caption, a vision-language model (Qwen2-VL / Qwen2.5-VL) on the clip's sampled frames.
 
 Makes raw_captions.V and models.V."""
+
 from __future__ import annotations
 
 from mvid.models.base import ModelSpec
@@ -33,8 +34,12 @@ class Vcaption(Stage):
 
 def with_caption(rec: dict, key: str, text: str | None, model: str, reason: str | None = None) -> dict:
     """The record with raw caption `key` set, or its absence explained in reasons."""
-    rec = {**rec, "raw_captions": dict(rec.get("raw_captions") or {}), "reasons": dict(rec.get("reasons") or {}),
-           "models": dict(rec.get("models") or {})}
+    rec = {
+        **rec,
+        "raw_captions": dict(rec.get("raw_captions") or {}),
+        "reasons": dict(rec.get("reasons") or {}),
+        "models": dict(rec.get("models") or {}),
+    }
     if text and text.strip():
         rec["raw_captions"][key], rec["models"][key] = text.strip(), model
     else:

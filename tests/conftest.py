@@ -17,6 +17,7 @@ def tiny_models(tmp_path_factory):
     """Tiny random models of every role, built once per session; MVID_MODEL_DIR points at them for the
     session and the `mvid` subprocesses it starts (a clean clone has no models-tiny folder)."""
     from mvid.models import tiny
+
     d = tmp_path_factory.mktemp("models")
     tiny(d)
     with pytest.MonkeyPatch.context() as mp:
@@ -37,8 +38,10 @@ def cut_videos(tmp_path_factory):
     d = tmp_path_factory.mktemp("cuts")
     return [
         (d / "hard.mp4", make_cut_video(d / "hard.mp4", [40, 55, 30, 70], audio="music")),
-        (d / "mixed.mp4", make_cut_video(d / "mixed.mp4", [60, 60, 45], transition=[("dissolve", 10), None],
-                                         audio="noise", start=3)),
+        (
+            d / "mixed.mp4",
+            make_cut_video(d / "mixed.mp4", [60, 60, 45], transition=[("dissolve", 10), None], audio="noise", start=3),
+        ),
         (d / "mute.mp4", make_cut_video(d / "mute.mp4", [35, 35], start=5)),
     ]
 
@@ -46,12 +49,15 @@ def cut_videos(tmp_path_factory):
 @pytest.fixture(scope="session")
 def mvid():
     """The `mvid` command in a subprocess, as a user runs it."""
+
     def run(*args, check=True, **kw) -> subprocess.CompletedProcess:
-        p = subprocess.run([sys.executable, "-m", "mvid.pipeline.cli", *map(str, args)], capture_output=True,
-                           text=True, cwd=ROOT, **kw)
+        p = subprocess.run(
+            [sys.executable, "-m", "mvid.pipeline.cli", *map(str, args)], capture_output=True, text=True, cwd=ROOT, **kw
+        )
         if check and p.returncode:
             raise AssertionError(f"mvid {' '.join(map(str, args))} exited {p.returncode}:\n{p.stdout}\n{p.stderr}")
         return p
+
     return run
 
 
@@ -65,6 +71,7 @@ def check_invariants(out: Path, inputs: list, work: Path | None = None) -> tuple
     split made is exactly once in the shards or in the failure records. Returns (samples by key, failures)."""
     from mvid.pipeline.inspect import manifest, verify
     from mvid.schemas import shard as S
+
     assert verify(out) == []
     samples = {}
     for s in manifest(out).shards:
@@ -97,13 +104,19 @@ def videos(work: Path, stage: str) -> dict:
     import pyarrow.parquet as pq
 
     from mvid.schemas import record as R
-    return {v["video_id"]: v for p in sorted((work / "stages" / stage).glob("*.parquet"))
-            for u in R.rows(pq.read_table(p)) for v in u["videos"]}
+
+    return {
+        v["video_id"]: v
+        for p in sorted((work / "stages" / stage).glob("*.parquet"))
+        for u in R.rows(pq.read_table(p))
+        for v in u["videos"]
+    }
 
 
 def clips(work: Path, stage: str) -> dict:
     """Every clip a stage persisted, joined with its video's fields, by clip id."""
     from mvid.pipeline.runner import merged
+
     return {c["clip_id"]: merged(v, c) for v in videos(work, stage).values() for c in v["clips"]}
 
 

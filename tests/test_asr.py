@@ -1,4 +1,5 @@
 """ASR adapters: both Whisper backends with tiny random weights on espeak-ng speech, and the silence path."""
+
 import subprocess
 import wave
 import zipfile
@@ -27,8 +28,25 @@ def write_wav(path, x: np.ndarray, rate=16000, channels=1):
 def clips(tmp_path_factory):
     d = tmp_path_factory.mktemp("asr")
     speak("The quick brown fox jumps over the lazy dog.", "en", d / "raw.wav")
-    subprocess.run(["ffmpeg", "-loglevel", "error", "-y", "-i", d / "raw.wav", "-ar", "16000", "-ac", "1",
-                    "-c:a", "pcm_s16le", d / "speech.wav"], check=True, timeout=60)
+    subprocess.run(
+        [
+            "ffmpeg",
+            "-loglevel",
+            "error",
+            "-y",
+            "-i",
+            d / "raw.wav",
+            "-ar",
+            "16000",
+            "-ac",
+            "1",
+            "-c:a",
+            "pcm_s16le",
+            d / "speech.wav",
+        ],
+        check=True,
+        timeout=60,
+    )
     write_wav(d / "silence.wav", np.zeros(16000 * 2))
     write_wav(d / "hum.wav", 3e-4 * np.sin(np.arange(16000) * 0.1))  # below the -60 dBFS floor
     return d
@@ -102,12 +120,21 @@ def test_load_wav(tmp_path):
 def test_tokenizer_matches_openai_whisper(tmp_path):
     """The tiny faster-whisper tokenizer encodes like openai-whisper's own tiktoken tokenizer, same special ids."""
     from whisper.tokenizer import get_tokenizer
+
     ref = get_tokenizer(multilingual=True, num_languages=99)
     tok = asr.whisper_tokenizer(tmp_path)
     for text in [" The quick brown fox.", " Heute ist ein schöner Tag.", " ¿Vamos al café?", " 今天天气很好。"]:
         assert tok.encode(text, add_special_tokens=False) == ref.encode(text)
-    for t in ["<|endoftext|>", "<|startoftranscript|>", "<|en|>", "<|de|>", "<|su|>", "<|transcribe|>",
-              "<|nospeech|>", "<|notimestamps|>"]:
+    for t in [
+        "<|endoftext|>",
+        "<|startoftranscript|>",
+        "<|en|>",
+        "<|de|>",
+        "<|su|>",
+        "<|transcribe|>",
+        "<|nospeech|>",
+        "<|notimestamps|>",
+    ]:
         assert tok.convert_tokens_to_ids(t) == ref.encoding.encode_single_token(t)
 
 

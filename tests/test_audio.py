@@ -1,4 +1,5 @@
 """Audio captioner (tiny random Qwen2-Audio through transformers) and Kaldi fbank features, on wavs made by ffmpeg."""
+
 import subprocess
 
 import numpy as np
@@ -9,16 +10,35 @@ from mvid.models.base import ModelSpec
 
 
 def wav(path, src, seconds, rate=SR, channels=1):
-    subprocess.run(["ffmpeg", "-loglevel", "error", "-f", "lavfi", "-i", f"{src}:sample_rate={rate}:duration={seconds}",
-                    "-ac", str(channels), "-c:a", "pcm_s16le", str(path)], check=True)
+    subprocess.run(
+        [
+            "ffmpeg",
+            "-loglevel",
+            "error",
+            "-f",
+            "lavfi",
+            "-i",
+            f"{src}:sample_rate={rate}:duration={seconds}",
+            "-ac",
+            str(channels),
+            "-c:a",
+            "pcm_s16le",
+            str(path),
+        ],
+        check=True,
+    )
     return str(path)
 
 
 @pytest.fixture(scope="module")
 def wavs(tmp_path_factory):
     d = tmp_path_factory.mktemp("audio")
-    return {"sine": wav(d / "sine.wav", "sine=frequency=1000", 12), "noise": wav(d / "noise.wav", "anoisesrc=seed=1:amplitude=0.3", 3),
-            "short": wav(d / "short.wav", "sine=frequency=440", 3), "d": d}
+    return {
+        "sine": wav(d / "sine.wav", "sine=frequency=1000", 12),
+        "noise": wav(d / "noise.wav", "anoisesrc=seed=1:amplitude=0.3", 3),
+        "short": wav(d / "short.wav", "sine=frequency=440", 3),
+        "d": d,
+    }
 
 
 def test_read_wav_converts(wavs):
@@ -60,8 +80,9 @@ def test_fbank_matches_kaldi_native_fbank(wavs, window):
 
 @pytest.fixture(scope="module")
 def captioner(tiny_models):
-    spec = ModelSpec(backend="transformers", model=str(tiny_models / "tiny-qwen2-audio"), device="cpu",
-                     options={"max_new_tokens": 8})
+    spec = ModelSpec(
+        backend="transformers", model=str(tiny_models / "tiny-qwen2-audio"), device="cpu", options={"max_new_tokens": 8}
+    )
     a = BACKENDS["transformers"](spec)
     a.load()
     return a

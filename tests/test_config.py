@@ -1,4 +1,5 @@
 """Config: profiles validate, overrides apply, and a bad key or value is named in the error."""
+
 import re
 
 import pytest
@@ -23,19 +24,22 @@ def test_override_sets_stage_param():
     assert str(cfg.output_dir) == "/tmp/x"
 
 
-@pytest.mark.parametrize("override, named", [
-    ("stages.split.threshold=1.5", "stages[1] (split): threshold"),
-    ("stages.split.treshold=0.3", "treshold: Extra inputs are not permitted"),
-    ("stages.extract.frames=0", "stages[2] (extract): frames"),
-    ("stages.split.min_clip_s=6", "stages[1] (split): Value error, min_clip_s (6.0) must be at most"),
-    ("colour=blue", "colour: Extra inputs are not permitted"),
-    ("ray.num_cpus=0", "ray.num_cpus"),
-    ("stages.split.resources.actors=[4,2]", "actors [min, max] needs min <= max"),
-    ("stages.split.resources.actors=0", "resources.actors"),
-    ("stages.split.resources.gpus=1.5", "above 1 it needs whole GPUs"),
-    ("stages.nosuch.x=1", "no stage 'nosuch'"),
-    ("threshold", "expected KEY=VALUE"),
-])
+@pytest.mark.parametrize(
+    "override, named",
+    [
+        ("stages.split.threshold=1.5", "stages[1] (split): threshold"),
+        ("stages.split.treshold=0.3", "treshold: Extra inputs are not permitted"),
+        ("stages.extract.frames=0", "stages[2] (extract): frames"),
+        ("stages.split.min_clip_s=6", "stages[1] (split): Value error, min_clip_s (6.0) must be at most"),
+        ("colour=blue", "colour: Extra inputs are not permitted"),
+        ("ray.num_cpus=0", "ray.num_cpus"),
+        ("stages.split.resources.actors=[4,2]", "actors [min, max] needs min <= max"),
+        ("stages.split.resources.actors=0", "resources.actors"),
+        ("stages.split.resources.gpus=1.5", "above 1 it needs whole GPUs"),
+        ("stages.nosuch.x=1", "no stage 'nosuch'"),
+        ("threshold", "expected KEY=VALUE"),
+    ],
+)
 def test_bad_config_names_the_key(override, named):
     with pytest.raises(ConfigError, match=re.escape(named)):
         config.load("demo", [override])
@@ -77,6 +81,7 @@ def test_production_fits_an_8_gpu_node():
     its share."""
     from mvid.models.base import ModelSpec
     from mvid.stages import REGISTRY
+
     stages = config.load("production").stages
     assert shortfall(stages, {"GPU": 8, "CPU": 192, "memory": 2048 * 2**30}) == {}
     assert all(s.resources.memory_gb for s in stages if REGISTRY[s.name].uses_model or s.name == "extract")
@@ -91,7 +96,17 @@ def test_production_fits_an_8_gpu_node():
 def test_run_refuses_a_local_ray_too_small_for_its_pools(samples, tmp_path, mvid):
     """On a local Ray the check runs after Ray starts and before any stage: Ray Data would wait forever."""
     dest, _ = samples
-    p = mvid("run", "--input", dest / "inputs.jsonl", "--work", tmp_path / "w", "--out", tmp_path / "o",
-             "--set", "ray.num_cpus=1", check=False)
+    p = mvid(
+        "run",
+        "--input",
+        dest / "inputs.jsonl",
+        "--work",
+        tmp_path / "w",
+        "--out",
+        tmp_path / "o",
+        "--set",
+        "ray.num_cpus=1",
+        check=False,
+    )
     assert p.returncode == 2, p.stderr
     assert "CPU needs 1.875, has 1;" in p.stderr and not (tmp_path / "w/stages").exists()

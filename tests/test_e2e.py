@@ -1,5 +1,6 @@
 """End to end on a local Ray: the sample corpus becomes shards that webdataset and wids read as they are;
 a killed driver resumes to the same shards; one stage reruns alone."""
+
 import json
 import os
 import signal
@@ -118,12 +119,14 @@ def test_five_captions_or_reasons_and_selection(full, stage_records):
     assert dropped and {x["clip_id"] for x in metas} | {j["id"] for j in dropped} == set(scored)
     assert not {x["clip_id"] for x in metas} & {j["id"] for j in dropped}
     assert all(j["kind"] == "drop" and j["clip_score"] == scored[j["id"]]["clip_score"] for j in dropped)
-    assert min(x["clip_score"] for x in metas) >= max((j["clip_score"] for j in dropped
-                                                     if j["code"] == "not_selected"), default=-1)
+    assert min(x["clip_score"] for x in metas) >= max(
+        (j["clip_score"] for j in dropped if j["code"] == "not_selected"), default=-1
+    )
 
 
 def test_wids_and_index(full):
     import pyarrow.parquet as pq
+
     out, _, _ = full
     m = manifest(out)
     ds = wids.ShardListDataset(str(out / S.WIDS))
@@ -132,8 +135,9 @@ def test_wids_and_index(full):
     assert {".mp4", ".json", ".frame00.jpg"} <= set(first)
     index = pq.read_table(out / S.INDEX).to_pylist()
     assert len(index) == m["samples"] and index[0]["key"] == first["__key__"] and index[-1]["key"] == last["__key__"]
-    assert [r["key"] for r in index] == [s["__key__"] for s in wds.WebDataset(str(out / m["pattern"]),
-                                                                              shardshuffle=False)]
+    assert [r["key"] for r in index] == [
+        s["__key__"] for s in wds.WebDataset(str(out / m["pattern"]), shardshuffle=False)
+    ]
     assert {r["shard"] for r in index} <= {s["name"] for s in m["shards"]}
 
 
@@ -142,9 +146,28 @@ def test_clips_are_frame_accurate(full):
     m = manifest(out)
     for s in list(wds.WebDataset(str(out / m["pattern"]), shardshuffle=False))[:6]:
         meta = json.loads(s["json"])
-        n = subprocess.run(["ffprobe", "-v", "error", "-count_frames", "-select_streams", "v:0", "-show_entries",
-                            "stream=nb_read_frames", "-of", "csv=p=0", "pipe:"], input=s["mp4"],
-                           capture_output=True, check=True).stdout.decode().strip()
+        n = (
+            subprocess.run(
+                [
+                    "ffprobe",
+                    "-v",
+                    "error",
+                    "-count_frames",
+                    "-select_streams",
+                    "v:0",
+                    "-show_entries",
+                    "stream=nb_read_frames",
+                    "-of",
+                    "csv=p=0",
+                    "pipe:",
+                ],
+                input=s["mp4"],
+                capture_output=True,
+                check=True,
+            )
+            .stdout.decode()
+            .strip()
+        )
         assert int(n) == meta["end_frame"] - meta["start_frame"], meta["clip_id"]
 
 
@@ -165,8 +188,12 @@ def test_resume_after_killed_driver_equals_uninterrupted(samples, tmp_path, mvid
     args = lambda tag: ["run", "--input", lst, "--work", tmp_path / tag / "work", "--out", tmp_path / tag / "out"]
     mvid(*args("a"))
     # Kill the driver (and the local Ray it started) once some clips are extracted, before any shard exists.
-    proc = subprocess.Popen([sys.executable, "-m", "mvid.pipeline.cli", *map(str, args("b"))], start_new_session=True,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "mvid.pipeline.cli", *map(str, args("b"))],
+        start_new_session=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     deadline = time.time() + 300
     while not list((tmp_path / "b/work/stages/extract").glob("*.parquet")) and time.time() < deadline:
         time.sleep(0.2)
@@ -177,11 +204,14 @@ def test_resume_after_killed_driver_equals_uninterrupted(samples, tmp_path, mvid
     a, b = manifest(tmp_path / "a/out"), manifest(tmp_path / "b/out")
     assert a["samples"] == b["samples"] > len(SUBSET)
     assert [s["sha256"] for s in a["shards"]] == [s["sha256"] for s in b["shards"]]
-    for sa, sb in zip(wds.WebDataset(str(tmp_path / "a/out" / a["pattern"]), shardshuffle=False),
-                      wds.WebDataset(str(tmp_path / "b/out" / b["pattern"]), shardshuffle=False)):
+    for sa, sb in zip(
+        wds.WebDataset(str(tmp_path / "a/out" / a["pattern"]), shardshuffle=False),
+        wds.WebDataset(str(tmp_path / "b/out" / b["pattern"]), shardshuffle=False),
+    ):
         assert sa["__key__"] == sb["__key__"]
-        assert {k: v for k, v in sa.items() if not k.startswith("__")} == {k: v for k, v in sb.items()
-                                                                            if not k.startswith("__")}
+        assert {k: v for k, v in sa.items() if not k.startswith("__")} == {
+            k: v for k, v in sb.items() if not k.startswith("__")
+        }
     invariants(tmp_path / "b/out", [dest / n for n in SUBSET], tmp_path / "b/work")
 
 
@@ -190,16 +220,25 @@ def test_stage_rerun_replaces_only_that_stage(samples, tmp_path, persisted):
     dest, _ = samples
     (tmp_path / "bad.mp4").write_text("not a video")
     lst = tmp_path / "in.jsonl"
-    lst.write_text("".join(json.dumps({"path": str(p)}) + "\n" for p in [dest / "cuts.mp4", dest / "noise.mp4",
-                                                                         tmp_path / "bad.mp4"]))
+    lst.write_text(
+        "".join(
+            json.dumps({"path": str(p)}) + "\n" for p in [dest / "cuts.mp4", dest / "noise.mp4", tmp_path / "bad.mp4"]
+        )
+    )
     cfg = load("demo", [f"input={lst}", f"work_dir={tmp_path / 'work'}", f"output_dir={tmp_path / 'out'}"])
     pipe, ex = Pipeline(cfg), RayExecutor(num_cpus=2, object_store_mb=256)
     pipe.run(ex)
     work = tmp_path / "work"
-    snap = lambda: {p.relative_to(work / "stages"): (p.stat().st_mtime_ns, p.read_bytes())
-                    for p in (work / "stages").rglob("*.parquet")}
-    unit = {v["path"]: u["unit"] for p in (work / "stages/probe").glob("*.parquet")
-            for u in R.rows(pq.read_table(p)) for v in u["videos"]}
+    snap = lambda: {
+        p.relative_to(work / "stages"): (p.stat().st_mtime_ns, p.read_bytes())
+        for p in (work / "stages").rglob("*.parquet")
+    }
+    unit = {
+        v["path"]: u["unit"]
+        for p in (work / "stages/probe").glob("*.parquet")
+        for u in R.rows(pq.read_table(p))
+        for v in u["videos"]
+    }
     before = snap()
     assert pipe.rerun(ex, "extract", "all") == 3
     after = snap()
@@ -208,7 +247,9 @@ def test_stage_rerun_replaces_only_that_stage(samples, tmp_path, persisted):
     before = after
     pipe.rerun(ex, "probe", "failed")  # only bad.mp4 reruns, and fails again
     after = snap()
-    assert [str(p) for p in before if before[p][0] != after[p][0]] == [f"probe/{unit[str(tmp_path / 'bad.mp4')]}.parquet"]
+    assert [str(p) for p in before if before[p][0] != after[p][0]] == [
+        f"probe/{unit[str(tmp_path / 'bad.mp4')]}.parquet"
+    ]
     vid = next(v for v in videos(work, "split") if v.startswith("cuts_"))
     pipe.rerun(ex, "split", ids=[vid])
     changed = [str(p) for p in before if snap()[p][0] != after[p][0]]

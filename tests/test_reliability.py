@@ -5,6 +5,7 @@ The corpus is made here with ffmpeg and a few lines of Python (no committed bina
 killed with SIGKILL and a loopback HTTP server counts the requests the hostile playlists could make. A killed
 driver is covered by tests/test_e2e.py::test_resume_after_killed_driver_equals_uninterrupted, LLM prompt
 injection by tests/test_fuse.py."""
+
 import json
 import os
 import shutil
@@ -55,14 +56,28 @@ ODD_NAME = "-a name with 'quotes\", ünïcödé 視頻 and.dots.mp4"  # a leadin
 
 
 def ff(*args) -> None:
-    subprocess.run(["ffmpeg", "-nostdin", "-hide_banner", "-loglevel", "error", "-y", *map(str, args)], check=True,
-                   timeout=60)
+    subprocess.run(
+        ["ffmpeg", "-nostdin", "-hide_banner", "-loglevel", "error", "-y", *map(str, args)], check=True, timeout=60
+    )
 
 
 def video(path: Path, d: float = 2, size: str = "64x36", audio: bool = True, *extra) -> Path:
     a = ["-f", "lavfi", "-i", f"sine=f=440:d={d}", "-c:a", "aac", "-shortest"] if audio else []
-    ff("-f", "lavfi", "-i", f"testsrc2=s={size}:r=25:d={d}", *a, "-c:v", "libx264", "-preset", "ultrafast",
-       "-pix_fmt", "yuv420p", *extra, path)
+    ff(
+        "-f",
+        "lavfi",
+        "-i",
+        f"testsrc2=s={size}:r=25:d={d}",
+        *a,
+        "-c:v",
+        "libx264",
+        "-preset",
+        "ultrafast",
+        "-pix_fmt",
+        "yuv420p",
+        *extra,
+        path,
+    )
     return path
 
 
@@ -83,10 +98,10 @@ def make_corpus(d: Path, secret: Path, url: str) -> dict[str, str]:
     (d / "zero.mp4").write_bytes(b"")
     os.mkfifo(d / "fifo.mp4")  # a reader would wait for a writer forever
     data = video(d / "fs.mp4", 2, "64x36", True, "-movflags", "+faststart").read_bytes()
-    (d / "truncated.mp4").write_bytes(data[:len(data) // 2])
+    (d / "truncated.mp4").write_bytes(data[: len(data) // 2])
     (d / "fs.mp4").unlink()
     data = good.read_bytes()
-    (d / "no_moov.mp4").write_bytes(data[:data.index(b"moov") - 4])  # the moov box is the file's last
+    (d / "no_moov.mp4").write_bytes(data[: data.index(b"moov") - 4])  # the moov box is the file's last
     (d / "text.mp4").write_text("not a video\n" * 40)
     ff("-f", "lavfi", "-i", "testsrc2=s=64x36", "-frames:v", "1", d / "image.png")
     (d / "image.png").rename(d / "image.mp4")
@@ -115,14 +130,32 @@ def make_corpus(d: Path, secret: Path, url: str) -> dict[str, str]:
     for n in (ODD_NAME, "hostile_id.mp4"):
         shutil.copy(good, d / n)
     return {
-        "good.mp4": "ok", "zero.mp4": "empty_file", "fifo.mp4": "not_a_file", "truncated.mp4": "truncated", "no_moov.mp4": "unreadable",
-        "text.mp4": "unreadable", "image.mp4": "not_a_video", "audio_only.mp4": "no_video_stream",
-        "video_only.mp4": "ok", "one_frame.mp4": "too_short", "short.mp4": "too_short", "long.mp4": "too_long",
-        "vfr.mp4": "ok", "rotated.mp4": "ok", "1x1.mkv": "too_small", "4001x3.mkv": "too_small",
-        "over_limit.mp4": "too_large", "ten_bit.mp4": "ok", "broken_audio.mkv": "ok", "bomb.mkv": "too_large",
-        "hls_file.mp4": "unsupported_format", "hls_http.mp4": "unsupported_format",
-        "concat_file.mp4": "unsupported_format", "concat_http.mp4": "unsupported_format",
-        ODD_NAME: "ok", "hostile_id.mp4": "ok",
+        "good.mp4": "ok",
+        "zero.mp4": "empty_file",
+        "fifo.mp4": "not_a_file",
+        "truncated.mp4": "truncated",
+        "no_moov.mp4": "unreadable",
+        "text.mp4": "unreadable",
+        "image.mp4": "not_a_video",
+        "audio_only.mp4": "no_video_stream",
+        "video_only.mp4": "ok",
+        "one_frame.mp4": "too_short",
+        "short.mp4": "too_short",
+        "long.mp4": "too_long",
+        "vfr.mp4": "ok",
+        "rotated.mp4": "ok",
+        "1x1.mkv": "too_small",
+        "4001x3.mkv": "too_small",
+        "over_limit.mp4": "too_large",
+        "ten_bit.mp4": "ok",
+        "broken_audio.mkv": "ok",
+        "bomb.mkv": "too_large",
+        "hls_file.mp4": "unsupported_format",
+        "hls_http.mp4": "unsupported_format",
+        "concat_file.mp4": "unsupported_format",
+        "concat_http.mp4": "unsupported_format",
+        ODD_NAME: "ok",
+        "hostile_id.mp4": "ok",
     }
 
 
@@ -150,8 +183,11 @@ def kill_split_actor(proc: subprocess.Popen, work: Path) -> int:
     deadline = time.time() + 300
     while not saved() and proc.poll() is None and time.time() < deadline:
         time.sleep(0.05)
-    actors = [p for p in psutil.Process(proc.pid).children(recursive=True)  # split is the recipe's only pool
-              if "MapWorker(" in title(p)]
+    actors = [
+        p
+        for p in psutil.Process(proc.pid).children(recursive=True)  # split is the recipe's only pool
+        if "MapWorker(" in title(p)
+    ]
     assert len(actors) == 1, actors
     n = saved()
     os.kill(actors[0].pid, signal.SIGKILL)
@@ -167,14 +203,21 @@ def corpus(tmp_path_factory):
     secret.parent.mkdir()
     cases = make_corpus(root / "in", secret, f"http://127.0.0.1:{server.server_address[1]}")
     rows = [{"path": str(root / "in" / n)} for n in cases if n != "hostile_id.mp4"]
-    rows += [{"path": "in/good.mp4"},  # the same file again, relative to the list: processed once
-             {"path": str(root / "in/missing.mp4")},
-             {"path": str(root / "in/hostile_id.mp4"), "video_id": "../../out/shards/x.tar/../.."}]
+    rows += [
+        {"path": "in/good.mp4"},  # the same file again, relative to the list: processed once
+        {"path": str(root / "in/missing.mp4")},
+        {"path": str(root / "in/hostile_id.mp4"), "video_id": "../../out/shards/x.tar/../.."},
+    ]
     (root / "in.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     (root / "recipe.yaml").write_text(RECIPE.format(root=root, long="refuse"))
     with open(root / "stdout", "w") as out, open(root / "stderr", "w") as err:
-        proc = subprocess.Popen([sys.executable, "-m", "mvid.pipeline.cli", "run", "--config", root / "recipe.yaml"],
-                                cwd=ROOT, stdout=out, stderr=err, start_new_session=True)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "mvid.pipeline.cli", "run", "--config", root / "recipe.yaml"],
+            cwd=ROOT,
+            stdout=out,
+            stderr=err,
+            start_new_session=True,
+        )
         try:
             killed_at = kill_split_actor(proc, root / "work")
             rc = proc.wait(timeout=600)
@@ -183,8 +226,16 @@ def corpus(tmp_path_factory):
                 os.killpg(proc.pid, signal.SIGKILL)
             server.shutdown()
     cases["missing.mp4"] = "missing_file"
-    return dict(root=root, out=root / "out", cases=cases, rc=rc, killed_at=killed_at, hits=list(Watch.hits),
-                stdout=(root / "stdout").read_text(), stderr=(root / "stderr").read_text())
+    return dict(
+        root=root,
+        out=root / "out",
+        cases=cases,
+        rc=rc,
+        killed_at=killed_at,
+        hits=list(Watch.hits),
+        stdout=(root / "stdout").read_text(),
+        stderr=(root / "stderr").read_text(),
+    )
 
 
 def test_bad_inputs_get_failure_records_and_the_run_goes_on(corpus, invariants, mvid):
@@ -214,6 +265,7 @@ def test_bad_inputs_get_failure_records_and_the_run_goes_on(corpus, invariants, 
 def test_media_of_odd_but_good_videos(corpus):
     out = corpus["out"]
     import webdataset as wds
+
     metas = {}
     for s in wds.WebDataset(str(out / json.loads((out / S.MANIFEST).read_text())["pattern"]), shardshuffle=False):
         meta = json.loads(s["json"])
@@ -224,9 +276,28 @@ def test_media_of_odd_but_good_videos(corpus):
     assert meta["probe"]["rotation"] == 90 and meta["frame_size"][1] > meta["frame_size"][0]
     for name in ("vfr.mp4", "ten_bit.mp4", "rotated.mp4"):
         meta, s = metas[name]
-        n = subprocess.run(["ffprobe", "-v", "error", "-count_frames", "-select_streams", "v:0", "-show_entries",
-                            "stream=nb_read_frames", "-of", "csv=p=0", "pipe:"], input=s["mp4"],
-                           capture_output=True, check=True).stdout.decode().strip()
+        n = (
+            subprocess.run(
+                [
+                    "ffprobe",
+                    "-v",
+                    "error",
+                    "-count_frames",
+                    "-select_streams",
+                    "v:0",
+                    "-show_entries",
+                    "stream=nb_read_frames",
+                    "-of",
+                    "csv=p=0",
+                    "pipe:",
+                ],
+                input=s["mp4"],
+                capture_output=True,
+                check=True,
+            )
+            .stdout.decode()
+            .strip()
+        )
         assert int(n) == meta["end_frame"] - meta["start_frame"], name
 
 
@@ -236,8 +307,16 @@ def test_hostile_files_read_and_fetch_nothing(corpus, invariants):
     fails = list(S.failures(c["out"]))
     assert not any("secret" in json.dumps(f) for f in fails)
     # Nothing was written outside the work and output folders, whatever the names and ids.
-    assert sorted(p.name for p in c["root"].iterdir()) == ["in", "in.jsonl", "out", "outside", "recipe.yaml",
-                                                           "stderr", "stdout", "work"]
+    assert sorted(p.name for p in c["root"].iterdir()) == [
+        "in",
+        "in.jsonl",
+        "out",
+        "outside",
+        "recipe.yaml",
+        "stderr",
+        "stdout",
+        "work",
+    ]
     assert sorted(p.name for p in (c["root"] / "outside").iterdir()) == ["secret.ts"]
     samples, _ = invariants(c["out"], [c["out"].parent / "in" / n for n in c["cases"]])
     meta = next(x for x in samples.values() if x["path"].endswith("/hostile_id.mp4"))  # given id ../../out/..
@@ -271,8 +350,17 @@ def test_oom_batch_is_split_then_recorded_per_item(tmp_path, monkeypatch):
 
     from mvid.models.lid import FastTextLID
     from mvid.stages.lid import LidParams
-    texts = ["good morning everyone", "guten morgen zusammen", "buenos días a todos", "bonjour à tous",
-             "buongiorno a tutti", "bom dia a todos", "goedemorgen allemaal", "god morgon alla"]
+
+    texts = [
+        "good morning everyone",
+        "guten morgen zusammen",
+        "buenos días a todos",
+        "bonjour à tous",
+        "buongiorno a tutti",
+        "bom dia a todos",
+        "goedemorgen allemaal",
+        "god morgon alla",
+    ]
     poison, calls, real = texts[5], [], FastTextLID.__call__
 
     def oom(self, batch):
@@ -295,8 +383,15 @@ def test_oom_batch_is_split_then_recorded_per_item(tmp_path, monkeypatch):
 def unit(texts: list[str]):
     """A unit of one video whose clips carry these transcripts."""
     clips = [{"clip_id": f"v-{i:04d}", "transcript": {"text": t}} for i, t in enumerate(texts)]
-    return R.table([{"unit": "000000", "_k": "in", "videos": [{"video_id": "v", "path": "/v.mp4", "failed": False,
-                                                                "clips": clips, "rejects": []}]}])
+    return R.table(
+        [
+            {
+                "unit": "000000",
+                "_k": "in",
+                "videos": [{"video_id": "v", "path": "/v.mp4", "failed": False, "clips": clips, "rejects": []}],
+            }
+        ]
+    )
 
 
 @pytest.fixture(scope="module")
@@ -357,6 +452,7 @@ def disk_full():
 def test_disk_full_while_writing_a_shard(local, invariants, tmp_path):
     """The fault goes into every Ray worker through a setup hook: shard 1's file fills the disk after 8 kB."""
     import ray
+
     (tmp_path / "faults.py").write_text(FAULT)
     root, pipe, inputs = local
     out = root / "out"
@@ -365,8 +461,11 @@ def test_disk_full_while_writing_a_shard(local, invariants, tmp_path):
     (out / S.SHARD_DIR / S.shard_name(1)).unlink()  # so that the rerun writes it again
     ray.shutdown()  # the shards are written in Ray workers: the fault goes in through a fresh Ray's setup hook
     path = os.pathsep.join([str(tmp_path), str(ROOT), os.environ.get("PYTHONPATH", "")])
-    ray.init(num_cpus=2, include_dashboard=False, runtime_env={"env_vars": {"PYTHONPATH": path},
-                                                                "worker_process_setup_hook": "faults.disk_full"})
+    ray.init(
+        num_cpus=2,
+        include_dashboard=False,
+        runtime_env={"env_vars": {"PYTHONPATH": path}, "worker_process_setup_hook": "faults.disk_full"},
+    )
     try:
         with pytest.raises(RunError, match=f"No space left on device while writing shards/{S.shard_name(1)}"):
             pipe.run(RayExecutor())
@@ -398,9 +497,16 @@ def test_model_with_broken_files_stops_the_run_before_any_video(tmp_path, mvid):
     broken = tmp_path / "tiny-clip"
     broken.mkdir()
     (broken / "config.json").write_text('{"model_type": "clip",')
-    (tmp_path / "r.yaml").write_text(MODEL_RECIPE.format(video=video(tmp_path / "v.mp4"), root=tmp_path,
-                                                         stage="clipscore", field="model", backend="transformers",
-                                                         model=broken))
+    (tmp_path / "r.yaml").write_text(
+        MODEL_RECIPE.format(
+            video=video(tmp_path / "v.mp4"),
+            root=tmp_path,
+            stage="clipscore",
+            field="model",
+            backend="transformers",
+            model=broken,
+        )
+    )
     p = mvid("run", "--config", tmp_path / "r.yaml", check=False)
     assert p.returncode == 2 and "Traceback" not in p.stderr
     assert f"mvid: error: role 'clip' (transformers): {broken} has a config.json that is not valid JSON" in p.stderr
@@ -410,13 +516,17 @@ def test_model_with_broken_files_stops_the_run_before_any_video(tmp_path, mvid):
 def test_model_that_fails_to_load_in_its_actor_is_named(tmp_path, mvid):
     bad = tmp_path / "lid.176.bin"
     bad.write_bytes(b"not a fastText model")
-    (tmp_path / "r.yaml").write_text(MODEL_RECIPE.format(video=video(tmp_path / "v.mp4"), root=tmp_path,
-                                                         stage="lid", field="model", backend="fasttext", model=bad))
+    (tmp_path / "r.yaml").write_text(
+        MODEL_RECIPE.format(
+            video=video(tmp_path / "v.mp4"), root=tmp_path, stage="lid", field="model", backend="fasttext", model=bad
+        )
+    )
     p = mvid("run", "--config", tmp_path / "r.yaml", check=False)
     # Ray logs the actor's failed constructor with its trace; mvid ends on the one line that says what to fix.
     assert p.returncode == 2 and p.stderr.strip().splitlines()[-1] == (
         f"mvid: error: stage lid: role 'lid' (fasttext) could not load {bad}: ValueError: {bad} has wrong file "
-        f"format!; expected a fastText language-ID model (lid.176.ftz or lid.176.bin)")
+        f"format!; expected a fastText language-ID model (lid.176.ftz or lid.176.bin)"
+    )
 
 
 def test_input_that_kills_its_worker_is_recorded_not_retried_forever(tmp_path):
@@ -426,17 +536,20 @@ def test_input_that_kills_its_worker_is_recorded_not_retried_forever(tmp_path):
 
     from mvid.pipeline.runner import CRASHES
     from mvid.stages.lid import LidParams
+
     texts = ["good morning everyone", "guten morgen zusammen", "buenos días a todos", "bonjour à tous"]
     ctx = Ctx(tmp_path / "work", tmp_path / "out")
 
     def worker():
         from mvid.models.lid import FastTextLID
+
         real = FastTextLID.__call__
 
         def die(self, batch):
             if texts[1] in batch:
                 os._exit(9)
             return real(self, batch)
+
         FastTextLID.__call__ = die
         Runner("lid", LidParams().model_dump(), ctx, "fp")(unit(texts))
 

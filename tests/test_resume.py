@@ -1,6 +1,7 @@
 """The cache: a finished work folder runs nothing again, and a change to a stage's params, code version or model
 files recomputes exactly that stage and the ones after it. Counted from work/timings/, where every stage batch
 and every model load leaves a line."""
+
 import json
 import shutil
 from collections import Counter
@@ -38,8 +39,11 @@ STAGES = ("probe", "split", "extract", "asr", "lid", "shard")
 
 def counts(work) -> Counter:
     """(stage, batch or setup) -> lines in work/timings/."""
-    return Counter((p.parent.name, json.loads(x)["what"]) for p in work.glob("timings/*/*.jsonl")
-                   for x in p.read_text().splitlines())
+    return Counter(
+        (p.parent.name, json.loads(x)["what"])
+        for p in work.glob("timings/*/*.jsonl")
+        for x in p.read_text().splitlines()
+    )
 
 
 def ran(before: Counter, after: Counter) -> set[str]:
@@ -59,6 +63,7 @@ def run(tmp_path_factory, cut_videos, tiny_models):
         before = counts(root / "work")
         Pipeline(load(str(root / "recipe.yaml"), list(sets))).run(ex)
         return ran(before, counts(root / "work"))
+
     assert go() == set(STAGES)  # the first run runs everything
     return root, go
 
@@ -78,6 +83,7 @@ def test_changed_param_recomputes_that_stage_and_after(run):
 
 def test_changed_version_recomputes_that_stage_and_after(run, monkeypatch):
     from mvid.stages.asr import Asr
+
     _, go = run
     monkeypatch.setattr(Asr, "version", Asr.version + 1)
     assert go("stages.extract.frames=3") == {"asr", "lid", "shard"}

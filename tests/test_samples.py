@@ -1,4 +1,5 @@
 """The sample generator: files, streams, exact frame counts, and ground truth that matches the pictures."""
+
 import json
 import subprocess
 
@@ -9,20 +10,32 @@ from mvid.pipeline.samples import make_cut_video, make_samples
 
 
 def probe(path) -> dict:
-    out = subprocess.run(["ffprobe", "-v", "error", "-count_frames", "-show_streams", "-of", "json", str(path)],
-                         capture_output=True, check=True, timeout=60).stdout
+    out = subprocess.run(
+        ["ffprobe", "-v", "error", "-count_frames", "-show_streams", "-of", "json", str(path)],
+        capture_output=True,
+        check=True,
+        timeout=60,
+    ).stdout
     return {s["codec_type"]: s for s in json.loads(out)["streams"]}
 
 
 def gray(path, w=32, h=18) -> np.ndarray:
-    out = subprocess.run(["ffmpeg", "-v", "error", "-i", str(path), "-vf", f"scale={w}:{h}", "-f", "rawvideo",
-                          "-pix_fmt", "gray", "-"], capture_output=True, check=True, timeout=60).stdout
+    out = subprocess.run(
+        ["ffmpeg", "-v", "error", "-i", str(path), "-vf", f"scale={w}:{h}", "-f", "rawvideo", "-pix_fmt", "gray", "-"],
+        capture_output=True,
+        check=True,
+        timeout=60,
+    ).stdout
     return np.frombuffer(out, np.uint8).reshape(-1, h, w).astype(np.float32)
 
 
 def pcm(path) -> np.ndarray:
-    out = subprocess.run(["ffmpeg", "-v", "error", "-i", str(path), "-map", "0:a:0", "-ac", "1", "-f", "s16le", "-"],
-                         capture_output=True, check=True, timeout=60).stdout
+    out = subprocess.run(
+        ["ffmpeg", "-v", "error", "-i", str(path), "-map", "0:a:0", "-ac", "1", "-f", "s16le", "-"],
+        capture_output=True,
+        check=True,
+        timeout=60,
+    ).stdout
     return np.frombuffer(out, np.int16).astype(np.float32) / 32768
 
 
@@ -35,8 +48,18 @@ def corpus(tmp_path_factory):
 def test_corpus_streams_and_frame_counts(corpus):
     dest, entries = corpus
     names = {e["name"] for e in entries}
-    assert names == {"transnet.mp4", "cuts.mp4", "dissolve.mp4", "noise.mp4", "silence.mp4", "noaudio.mp4",
-                     "speech_en.mp4", "speech_de.mp4", "speech_es.mp4", "speech_fr.mp4"}
+    assert names == {
+        "transnet.mp4",
+        "cuts.mp4",
+        "dissolve.mp4",
+        "noise.mp4",
+        "silence.mp4",
+        "noaudio.mp4",
+        "speech_en.mp4",
+        "speech_de.mp4",
+        "speech_es.mp4",
+        "speech_fr.mp4",
+    }
     for e in entries:
         st = probe(dest / e["name"])
         assert st["video"]["codec_name"] == "h264", e["name"]
@@ -78,7 +101,7 @@ def test_cuts_match_the_pictures(corpus):
         high = {i + 1 for i in np.flatnonzero(d > 25)}
         assert high == hard, (name, high, hard)
         for a, b in t["transitions"]:
-            assert d[a - 1:b].max() < 25
+            assert d[a - 1 : b].max() < 25
 
 
 def test_audio_content(corpus):
@@ -92,14 +115,13 @@ def test_dissolve_everywhere_and_wav_audio(tmp_path):
     wav = tmp_path / "tone.wav"
     tone = "sine=frequency=440:sample_rate=16000:duration=0.5"
     subprocess.run(["ffmpeg", "-loglevel", "error", "-f", "lavfi", "-i", tone, str(wav)], check=True, timeout=60)
-    t = make_cut_video(tmp_path / "v.mp4", [20, 15, 25], fps=10, size=(160, 90), transition=("dissolve", 5),
-                       audio=wav)
+    t = make_cut_video(tmp_path / "v.mp4", [20, 15, 25], fps=10, size=(160, 90), transition=("dissolve", 5), audio=wav)
     assert t == {"fps": 10, "frames": 48, "cuts": [17, 26], "transitions": [[15, 19], [24, 28]]}
     st = probe(tmp_path / "v.mp4")
     assert int(st["video"]["nb_read_frames"]) == 48 and st["video"]["r_frame_rate"] == "10/1"
     assert abs(float(st["audio"]["duration"]) - 4.8) < 0.05  # the 0.5 s wav padded to the video
     a = pcm(tmp_path / "v.mp4")
-    assert np.abs(a[:len(a) // 20]).max() > 0.1 and np.abs(a[len(a) // 2:]).max() < 1e-3
+    assert np.abs(a[: len(a) // 20]).max() > 0.1 and np.abs(a[len(a) // 2 :]).max() < 1e-3
 
 
 def test_dissolve_range_is_exact(tmp_path):

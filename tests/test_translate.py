@@ -1,4 +1,5 @@
 """SeamlessM4T v2 translation through transformers' real classes, with the tiny random model."""
+
 import subprocess
 
 import pytest
@@ -20,21 +21,38 @@ def wavs(tmp_path_factory):
     out = []
     for i, (voice, text) in enumerate([("de", "Heute ist ein schöner Tag."), ("es", "Hoy hace buen tiempo.")]):
         speak(text, voice, d / f"{i}.raw.wav")
-        subprocess.run(["ffmpeg", "-loglevel", "error", "-y", "-i", d / f"{i}.raw.wav", "-ar", "16000", "-ac", "1",
-                        d / f"{i}.wav"], check=True, timeout=60)
+        subprocess.run(
+            [
+                "ffmpeg",
+                "-loglevel",
+                "error",
+                "-y",
+                "-i",
+                d / f"{i}.raw.wav",
+                "-ar",
+                "16000",
+                "-ac",
+                "1",
+                d / f"{i}.wav",
+            ],
+            check=True,
+            timeout=60,
+        )
         out.append(d / f"{i}.wav")
     return out
 
 
 def loaded(folder, **opts):
-    a = translate.SeamlessM4Tv2(ModelSpec(backend="seamless-m4t-v2", model=str(folder),
-                                          options={"max_new_tokens": 6, **opts}))
+    a = translate.SeamlessM4Tv2(
+        ModelSpec(backend="seamless-m4t-v2", model=str(folder), options={"max_new_tokens": 6, **opts})
+    )
     a.load()
     return a
 
 
 def test_tiny_tokenizer(folder):
     from transformers import SeamlessM4TProcessor
+
     tok = SeamlessM4TProcessor.from_pretrained(folder).tokenizer
     ids = tok("Heute ist das Wetter schön.", src_lang="deu")["input_ids"]
     assert tok.convert_ids_to_tokens(ids[:1] + ids[-1:]) == ["__deu__", "</s>"]  # Seamless's source layout
@@ -45,11 +63,13 @@ def test_tiny_tokenizer(folder):
 def test_text_to_text(folder):
     a = loaded(folder, batch_size=2)
     assert a.name == "tiny-random/seamless-m4t-v2"
-    items = [{"text": "Heute ist das Wetter schön.", "src_lang": "de"},
-             {"text": "The weather is nice.", "src_lang": "en"},
-             {"text": "Hoy hace buen tiempo.", "src_lang": "spa"},
-             {"text": "Il fait beau.", "src_lang": "fr"},
-             {"text": "Wir gehen in den Park.", "src_lang": "de"}]
+    items = [
+        {"text": "Heute ist das Wetter schön.", "src_lang": "de"},
+        {"text": "The weather is nice.", "src_lang": "en"},
+        {"text": "Hoy hace buen tiempo.", "src_lang": "spa"},
+        {"text": "Il fait beau.", "src_lang": "fr"},
+        {"text": "Wir gehen in den Park.", "src_lang": "de"},
+    ]
     out = a(items)
     assert len(out) == 5 and all(isinstance(t, str) and t for t in out)
     assert out[1] == "The weather is nice."  # already English: passed through untouched

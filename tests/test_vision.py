@@ -1,4 +1,5 @@
 """Vision captioner: a tiny random Qwen2-VL run through transformers on real jpg frames made by ffmpeg."""
+
 import importlib
 import subprocess
 
@@ -11,8 +12,21 @@ from mvid.models.vision import BACKENDS, video_patches
 
 def frames(d, src, n=6, size="160x120"):
     d.mkdir()
-    subprocess.run(["ffmpeg", "-loglevel", "error", "-f", "lavfi", "-i", f"{src}=size={size}:rate=4",
-                    "-frames:v", str(n), str(d / "f%02d.jpg")], check=True)
+    subprocess.run(
+        [
+            "ffmpeg",
+            "-loglevel",
+            "error",
+            "-f",
+            "lavfi",
+            "-i",
+            f"{src}=size={size}:rate=4",
+            "-frames:v",
+            str(n),
+            str(d / "f%02d.jpg"),
+        ],
+        check=True,
+    )
     return sorted(str(p) for p in d.glob("*.jpg"))
 
 
@@ -23,8 +37,14 @@ def env(tmp_path_factory, tiny_models):
 
 
 def adapter(path, **options):
-    a = BACKENDS["transformers"](ModelSpec(backend="transformers", model=str(path), device="cpu",
-                                           options={"max_pixels": 56 * 56 * 2, "max_new_tokens": 8, **options}))
+    a = BACKENDS["transformers"](
+        ModelSpec(
+            backend="transformers",
+            model=str(path),
+            device="cpu",
+            options={"max_pixels": 56 * 56 * 2, "max_new_tokens": 8, **options},
+        )
+    )
     a.load()
     return a
 
@@ -61,6 +81,7 @@ def test_video_patches_layout(env, video):
     """A video of two identical frames equals the image of that frame; distinct frames fill the time slots."""
     _, a, b = env
     from PIL import Image
+
     x, y = (Image.open(p).convert("RGB") for p in (a[0], b[0]))
     y = y.resize(x.size)
     ip, tp = video.ip, video.ip.temporal_patch_size
@@ -112,8 +133,9 @@ def test_vllm_backend(env):
         except Exception as e:
             pytest.skip(f"vLLM's Qwen2-VL needs vllm and a working torchvision: {mod}: {type(e).__name__}: {e}")
     path, a, _ = env
-    a_ = BACKENDS["vllm"](ModelSpec(backend="vllm", model=str(path), options={"max_new_tokens": 8,
-                                                                             "max_pixels": 56 * 56 * 2}))
+    a_ = BACKENDS["vllm"](
+        ModelSpec(backend="vllm", model=str(path), options={"max_new_tokens": 8, "max_pixels": 56 * 56 * 2})
+    )
     a_.load()
     out = a_([{"frames": a}])
     assert len(out) == 1 and isinstance(out[0], str)
