@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SerializeAsAny, ValidationError, field_validator
 
 from mvid.pipeline.stage import StageParams
 
@@ -31,7 +31,7 @@ class Config(BaseModel):
     work_dir: Path = Path("work")
     output_dir: Path = Path("out")
     ray: RayConfig = RayConfig()
-    stages: list[StageParams]
+    stages: list[SerializeAsAny[StageParams]]  # each serialized as its own stage's Params, with every knob
 
     @field_validator("stages", mode="before")
     @classmethod
