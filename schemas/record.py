@@ -9,7 +9,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import re
-from typing import Callable
+from collections.abc import Callable
 
 import pyarrow as pa
 
@@ -96,8 +96,22 @@ CLIP: dict[str, tuple[pa.DataType, str, str]] = {
     "clip_scores": (pa.map_(S, F), "clipscore", "CLIP frame-caption similarity per caption (V, AV, AVS)"),
     "clip_score": (F, "clipscore", "the score that selection uses"),
     "clip_emb": (pa.list_(pa.float32()), "clipscore", "CLIP image embedding (unit norm); work folder only"),
-    "reasons": (TEXTS, "any", "why a field is absent, e.g. {'audio': 'no_audio_stream'}"),
+    "reasons": (TEXTS, "any", "why a field is absent: {field: code} with codes from REASONS below"),
     "models": (TEXTS, "any", "which model made which field: {'field': 'model name'}"),
+}
+# Why a field is absent: the values of a record's `reasons` ({field: code}), checked by the runner
+# (docs/reliability.md lists them beside the failure codes).
+REASONS: dict[str, str] = {
+    "no_audio_stream": "the source video has no audio stream (extract: reasons.audio)",
+    "audio_failed": "the clip's audio could not be extracted; the video goes on without it (extract)",
+    "no_audio": "the clip has no audio, so no speech or sound caption (asr, acaption)",
+    "silence": "the clip's audio is below the silence level: Whisper is not run (asr)",
+    "no_speech": "Whisper's no-speech rule, or a supplied transcript with no segment in the clip (asr)",
+    "translation_failed": "the LLM's translation was malformed twice (translate)",
+    "empty_caption": "the model returned an empty caption (vcaption, acaption)",
+    "not_made": "no stage of the recipe made this caption (fuse)",
+    "missing_modality": "a caption this fused caption needs is absent; its own reason says why (fuse)",
+    "fusion_failed": "the LLM's fused caption was malformed twice (fuse)",
 }
 REJECT: dict[str, tuple[pa.DataType, str, str]] = {
     "id": (S, "any", "the clip id, or the video id when the whole video failed"),
@@ -132,6 +146,12 @@ def check(rec: dict, allowed: dict, where: str) -> None:
     extra = set(rec) - set(allowed)
     if extra:
         raise SchemaError(f"{where}: fields {sorted(extra)} are not in schemas/record.py")
+    odd = {k: v for k, v in (rec.get("reasons") or {}).items() if v not in REASONS}
+    if odd:
+        raise SchemaError(f"{where}: reasons {odd} are not codes of schemas/record.py REASONS")
+    if allowed is VIDEO:
+        for c in rec.get("clips") or []:
+            check(c, CLIP, where)
 
 
 def table(units: list[dict]) -> pa.Table:

@@ -5,9 +5,9 @@ Makes raw_captions.A and models.A; a clip without audio gets reasons.A."""
 from __future__ import annotations
 
 from mvid.models.base import ModelSpec
+from mvid.pipeline.records import with_caption
 from mvid.pipeline.stage import Result, Stage, StageParams
 from mvid.stages import register
-from mvid.stages.vcaption import with_caption
 
 
 class AcaptionParams(StageParams):
@@ -31,12 +31,11 @@ class Acaption(Stage):
         m = self.m["model"]
         todo = [r for r in recs if r["has_audio"]]
         caps = dict(zip((r["clip_id"] for r in todo), m([{"audio": r["audio_path"]} for r in todo])))
-        out = []
-        for r in recs:
-            if r["clip_id"] not in caps:
-                out.append(
-                    Result.ok(with_caption(r, "A", None, m.name, (r.get("reasons") or {}).get("audio", "no_audio")))
-                )
-                continue
-            out.append(Result.ok(with_caption(r, "A", caps[r["clip_id"]], m.name)))
-        return out
+        return [
+            Result.ok(
+                with_caption(r, "A", caps[r["clip_id"]], m.name)
+                if r["clip_id"] in caps
+                else with_caption(r, "A", None, m.name, (r.get("reasons") or {}).get("audio", "no_audio"))
+            )
+            for r in recs
+        ]

@@ -6,6 +6,7 @@ A clip without audio, silent, or over Whisper's no-speech limit gets transcript 
 from __future__ import annotations
 
 from mvid.models.base import ModelSpec
+from mvid.pipeline.records import edit
 from mvid.pipeline.stage import Result, Stage, StageParams
 from mvid.stages import register
 
@@ -59,17 +60,12 @@ class Asr(Stage):
     def process_batch(self, recs):
         out, todo = [], []
         for r in recs:
-            r = {
-                **r,
-                "reasons": dict(r.get("reasons") or {}),
-                "models": dict(r.get("models") or {}),
-                "transcript": None,
-            }
+            r = edit(r, transcript=None)
             given = supplied(r)
             if given:
                 r["transcript"], r["models"]["transcript"] = given, "input"
             elif r.get("input_text") or r.get("input_segments"):
-                r["reasons"]["S"] = "no_speech: the supplied transcript has no segment in this clip"
+                r["reasons"]["S"] = "no_speech"  # the supplied transcript has no segment in this clip
             elif not r["has_audio"]:
                 r["reasons"]["S"] = "no_audio"
             else:
@@ -79,7 +75,7 @@ class Asr(Stage):
         for r, a in zip(todo, asr([{"audio": r["audio_path"]} for r in todo])):
             r["models"]["transcript"] = asr.name
             if a["reason"]:
-                r["reasons"]["S"] = f"{a['reason']}: no_speech_prob={a['no_speech_prob']:.2f}"
+                r["reasons"]["S"] = a["reason"]  # silence or no_speech
             else:
                 r["transcript"] = {**a, "source": "asr"}
         return [Result.ok(r) for r in out]

@@ -7,17 +7,20 @@ failure."""
 
 from __future__ import annotations
 
+import logging
 import tempfile
 from pathlib import Path
 
 from pydantic import Field
 
 from mvid.pipeline import ffmpeg
-from mvid.pipeline.media import files as members_of, write_tar
+from mvid.pipeline.media import files as members_of
+from mvid.pipeline.media import write_tar
 from mvid.pipeline.stage import Result, Stage, StageError, StageParams, reject_of
 from mvid.schemas.record import CLIP
 from mvid.stages import register
 
+log = logging.getLogger("mvid")
 BITEXACT = ["-fflags", "+bitexact", "-flags:v", "+bitexact", "-flags:a", "+bitexact"]
 
 
@@ -123,7 +126,8 @@ class Extract(Stage):
                     p.timeout_s,
                 )
             except StageError as e:
-                has_audio, reasons["audio"] = False, f"audio_failed: {e.message}"
+                log.warning("extract: no audio for %s: %s", cid, e.message)
+                has_audio, reasons["audio"] = False, "audio_failed"
                 wav.unlink(missing_ok=True)
         else:
             reasons["audio"] = "no_audio_stream"

@@ -35,7 +35,7 @@ def plan(rec: dict) -> tuple[dict, dict, list[str]]:
     for kind, need in FUSED.items():
         missing = [k for k in need if k not in caps]
         if missing:
-            reasons[kind] = f"missing {'+'.join(missing)}"
+            reasons[kind] = "missing_modality"
         else:
             todo.append(kind)
     return caps, reasons, todo
@@ -71,6 +71,6 @@ class Fuse(Stage):
                 if (i, kind) in answers:
                     caps[kind], models[kind] = answers[(i, kind)], llm.name
                 else:
-                    reasons[kind] = "fusion_failed: the LLM answer was malformed twice"
+                    reasons[kind] = "fusion_failed"
             out.append(Result.ok({**r, "captions": caps, "reasons": reasons, "models": models}))
         return out

@@ -11,7 +11,8 @@ from pydantic import Field
 
 from mvid.models import prompts
 from mvid.models.base import ModelSpec
-from mvid.models.lid import route
+from mvid.models.translate import SEAMLESS
+from mvid.pipeline.records import edit
 from mvid.pipeline.stage import Result, Stage, StageParams
 from mvid.stages import register
 
@@ -22,6 +23,14 @@ class TranslateParams(StageParams):
     threshold: float = Field(0.95, ge=0, le=1)  # LID confidence from which Seamless translates
     seamless: ModelSpec = ModelSpec(backend="seamless-m4t-v2", model="tiny-seamless-m4t-v2")
     llm: ModelSpec = ModelSpec(backend="transformers", model="tiny-llama")
+
+
+def route(language: str | None, confidence: float, threshold: float = 0.95) -> str:
+    """Which translator a transcript needs: "none" (English, or no text), "seamless" (a confident language
+    that SeamlessM4T v2 reads) or "llm" (unsure, mixed, or a language Seamless does not read)."""
+    if language in (None, "en"):
+        return "none"
+    return "seamless" if language in SEAMLESS and confidence >= threshold else "llm"
 
 
 @register
@@ -35,16 +44,7 @@ class Translate(Stage):
     models = {"seamless": "translate", "llm": "llm"}
 
     def process_batch(self, recs):
-        recs = [
-            {
-                **r,
-                "captions": dict(r.get("captions") or {}),
-                "reasons": dict(r.get("reasons") or {}),
-                "models": dict(r.get("models") or {}),
-                "translation": None,
-            }
-            for r in recs
-        ]
+        recs = [edit(r, translation=None) for r in recs]
         groups: dict[str, list[dict]] = {"none": [], "seamless": [], "llm": []}
         for r in recs:
             if r["transcript"]:
@@ -66,7 +66,7 @@ class Translate(Stage):
         done += [(r, "llm", t, llm.name) for r, t in zip(groups["llm"], self.by_llm(groups["llm"]))]
         for r, who, text, model in done:
             if text is None:
-                r["reasons"]["S"] = "translation_failed: the LLM answer was malformed twice"
+                r["reasons"]["S"] = "translation_failed"
                 continue
             r["translation"] = {
                 "text": text,

@@ -5,6 +5,7 @@ Makes raw_captions.V and models.V."""
 from __future__ import annotations
 
 from mvid.models.base import ModelSpec
+from mvid.pipeline.records import with_caption
 from mvid.pipeline.stage import Result, Stage, StageParams
 from mvid.stages import register
 
@@ -30,18 +31,3 @@ class Vcaption(Stage):
         m = self.m["model"]
         caps = m([{"frames": r["frame_paths"], "fps": r.get("fps")} for r in recs])
         return [Result.ok(with_caption(r, "V", c, m.name)) for r, c in zip(recs, caps)]
-
-
-def with_caption(rec: dict, key: str, text: str | None, model: str, reason: str | None = None) -> dict:
-    """The record with raw caption `key` set, or its absence explained in reasons."""
-    rec = {
-        **rec,
-        "raw_captions": dict(rec.get("raw_captions") or {}),
-        "reasons": dict(rec.get("reasons") or {}),
-        "models": dict(rec.get("models") or {}),
-    }
-    if text and text.strip():
-        rec["raw_captions"][key], rec["models"][key] = text.strip(), model
-    else:
-        rec["reasons"][key] = reason or "empty_caption"
-    return rec

