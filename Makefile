@@ -25,7 +25,7 @@ $(VENV)/.ok: requirements.lock overrides.txt pyproject.toml
 	$(UV) pip install -q --python $(BIN)/python --no-deps -e .
 	touch $@
 
-samples/inputs.jsonl: pipeline/samples.py | setup
+samples/inputs.jsonl: models/samples.py | setup
 	$(BIN)/mvid samples samples
 
 samples: samples/inputs.jsonl

@@ -22,7 +22,8 @@ from report import write_section
 
 from mvid.models import asr, build
 from mvid.models.base import ModelSpec, model_dir
-from mvid.pipeline.samples import speak
+from mvid.models.samples import speak
+from mvid.models.testing import tiny_whisper
 
 HEADING = "## ASR (Whisper)"
 REPS = 3
@@ -107,7 +108,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         clips = make_clips(tmp)
-        asr.tiny(tmp)
+        tiny_whisper(tmp)
         total = sum(asr.load_wav(p).size for p in clips.values()) / asr.SR
         rows = ["| model | backend | decoding | load s | audio s / wall s |", "|---|---|---|---|---|"]
         for backend in ("openai-whisper", "faster-whisper"):

@@ -25,15 +25,15 @@ HEADING = "## Pipeline"
 
 def prepare() -> Path:
     """The sample list and tiny models, where they are missing (what `make samples tiny` makes)."""
-    from mvid import models
-    from mvid.pipeline.samples import make_samples
+    from mvid.models.samples import make_samples
+    from mvid.models.testing import tiny
 
     lst = ROOT / "samples" / "inputs.jsonl"
     if not lst.exists():
         make_samples(ROOT / "samples")
-    tiny = Path(os.environ.setdefault("MVID_MODEL_DIR", str(ROOT / "models-tiny")))
-    if not tiny.exists():
-        models.tiny(tiny)
+    tiny_dir = Path(os.environ.setdefault("MVID_MODEL_DIR", str(ROOT / "models-tiny")))
+    if not tiny_dir.exists():
+        tiny(tiny_dir)
     return lst
 
 

@@ -14,7 +14,7 @@ import time
 from report import write_section
 
 from mvid.models.lid import FastTextLID
-from mvid.pipeline.samples import SENTENCES
+from mvid.models.samples import SENTENCES
 
 HEADING = "## Language ID (fastText)"
 

@@ -17,9 +17,10 @@ from pathlib import Path
 
 from report import write_section
 
+from mvid.models import backends
 from mvid.models.base import ModelSpec
-from mvid.models.llm import BACKENDS, tiny
 from mvid.models.prompts import translation
+from mvid.models.testing import tiny_llama
 
 HEADING = "## LLM engine"
 MAX_TOKENS = 64
@@ -66,7 +67,7 @@ def run(backend: str, path: Path, **options) -> list[tuple]:
         device="cpu",
         options={"max_tokens": MAX_TOKENS, "dtype": "float32", **options},
     )
-    a = BACKENDS[backend](spec)
+    a = backends("llm")[backend](spec)
     t = time.perf_counter()
     a.load()
     load = time.perf_counter() - t
@@ -95,7 +96,7 @@ def main() -> None:
     args = ap.parse_args()
     load_avg = os.getloadavg()[0]
     with tempfile.TemporaryDirectory() as d:
-        tiny(Path(d))
+        tiny_llama(Path(d))
         path = Path(d) / "tiny-llama"
         results = {"transformers": run("transformers", path)[0]}
         vopts = {"max_model_len": 1024, "kv_cache_memory_bytes": 256 << 20, "enforce_eager": args.eager}
@@ -109,7 +110,7 @@ def main() -> None:
     text = (
         f"`python bench/llm.py{' --eager' if args.eager else ''}` on {platform.machine()}, {os.cpu_count()} "
         f"cores (load average {load_avg:.1f} at the start: a shared machine, so compare rows of one run only). "
-        f"Tiny random Llama (2 layers, hidden 64, vocabulary 768, float32) from `models.llm.tiny`; chat prompts "
+        f"Tiny random Llama (2 layers, hidden 64, vocabulary 768, float32) from `models.testing.tiny_llama`; chat prompts "
         f"(Vicuna format) alternating translation and caption requests, {lo}-{hi} prompt tokens; greedy, "
         f"at most {MAX_TOKENS} new tokens; best of 3 after a warm-up. vLLM's CPU backend binds its one worker to "
         f"one core (it reserves the other); transformers uses torch's threads. Load s includes vLLM's engine "

@@ -82,7 +82,8 @@ def make(root: Path, clips: int) -> None:
     import pyarrow.parquet as pq
 
     from mvid.pipeline.inputs import FILE
-    from mvid.pipeline.media import files as members_of, write_tar
+    from mvid.pipeline.media import files as members_of
+    from mvid.pipeline.media import write_tar
     from mvid.pipeline.stage import Ctx
     from mvid.pipeline.store import digest
     from mvid.schemas import record as R

@@ -21,8 +21,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from mvid.pipeline.samples import make_cut_video, transnet_video
 from report import write_section
+
+from mvid.models.samples import make_cut_video, transnet_video
 from mvid.stages.split import cuts, f1, true_cuts
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -4,24 +4,23 @@ from __future__ import annotations
 
 import importlib
 import inspect
-from pathlib import Path
 
 from mvid.models.base import Adapter, ModelSpec
 
 ROLES = {
-    "shots": "mvid.models.shots",
-    "asr": "mvid.models.asr",
-    "lid": "mvid.models.lid",
-    "translate": "mvid.models.translate",
-    "llm": "mvid.models.llm",
-    "vcaption": "mvid.models.vision",
-    "acaption": "mvid.models.audio",
-    "clip": "mvid.models.clip",
-}
+    "shots": "shots",
+    "asr": "asr",
+    "lid": "lid",
+    "translate": "translate",
+    "llm": "llm",
+    "vcaption": "vision",
+    "acaption": "audio",
+    "clip": "clip",
+}  # role -> module of mvid.models
 
 
 def backends(role: str) -> dict[str, type[Adapter]]:
-    mod = importlib.import_module(ROLES[role])
+    mod = importlib.import_module(f"mvid.models.{ROLES[role]}")
     return {
         c.backend: c
         for _, c in inspect.getmembers(mod, inspect.isclass)
@@ -35,14 +34,3 @@ def build(role: str, spec: ModelSpec) -> Adapter:
     if spec.backend not in found:
         raise ValueError(f"role '{role}': unknown backend {spec.backend!r}; known: {sorted(found)}")
     return found[spec.backend](spec)
-
-
-def tiny(dest: Path) -> list[str]:
-    """Build the tiny random-weight models of every role that has no shipped weights."""
-    made = []
-    for role, name in ROLES.items():
-        fn = getattr(importlib.import_module(name), "tiny", None)
-        if fn:
-            fn(Path(dest))
-            made.append(role)
-    return made

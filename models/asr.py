@@ -16,9 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib.metadata
-import json
 import os
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -28,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mvid.models.base import TINY_MARKER, Adapter, device, model_dir
+from mvid.models.base import Adapter, device, model_dir
 
 SR = 16000
 TEMPS = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)
@@ -216,128 +214,6 @@ class FasterWhisper(Whisper):
         )
         segs = [seg(s.start, s.end, s.text, s.no_speech_prob, s.avg_logprob) for s in segs]
         return info.language, float(info.language_probability), segs
-
-
-# ---- tiny random models and the packaged real base model -------------------------------------------------
-
-# Tiny dims shared by both backends; the multilingual vocabulary (51865) keeps language detection real.
-TINY = dict(n_mels=80, n_vocab=51865, n_audio_ctx=1500, n_text_ctx=448, width=64, heads=2, layers=2)
-
-
-def _specials() -> list[str]:
-    """Whisper's special tokens before the timestamps, as openai-whisper numbers them (ids 50257...)."""
-    from whisper.tokenizer import LANGUAGES
-
-    return [
-        "<|endoftext|>",
-        "<|startoftranscript|>",
-        *[f"<|{c}|>" for c in list(LANGUAGES)[:99]],
-        "<|translate|>",
-        "<|transcribe|>",
-        "<|startoflm|>",
-        "<|startofprev|>",
-        "<|nospeech|>",
-        "<|notimestamps|>",
-    ]
-
-
-def _mark(folder: Path) -> None:
-    (folder / TINY_MARKER).write_text(json.dumps({"arch": "whisper"}))
-
-
-def tiny_openai(out: Path, seed: int = 0) -> None:
-    import torch
-    from whisper.model import ModelDimensions, Whisper as Net
-
-    t = TINY
-    dims = ModelDimensions(
-        n_mels=t["n_mels"],
-        n_audio_ctx=t["n_audio_ctx"],
-        n_audio_state=t["width"],
-        n_audio_head=t["heads"],
-        n_audio_layer=t["layers"],
-        n_vocab=t["n_vocab"],
-        n_text_ctx=t["n_text_ctx"],
-        n_text_state=t["width"],
-        n_text_head=t["heads"],
-        n_text_layer=t["layers"],
-    )
-    torch.manual_seed(seed)
-    net = Net(dims)
-    torch.nn.init.normal_(net.decoder.positional_embedding, std=0.02)  # allocated with torch.empty
-    out.mkdir(parents=True, exist_ok=True)
-    torch.save({"dims": dims.__dict__, "model_state_dict": net.state_dict()}, out / "model.pt")
-    _mark(out)
-
-
-def whisper_tokenizer(out: Path):
-    """The multilingual Whisper tokenizer as a transformers tokenizer, built from the BPE ranks that ship in
-    openai-whisper (whisper/assets/multilingual.tiktoken): same vocabulary and special-token ids as the
-    tokenizer.json of the real faster-whisper models."""
-    import whisper
-    from transformers import WhisperTokenizer
-    from transformers.convert_slow_tokenizer import TikTokenConverter
-
-    ranks = Path(whisper.__file__).parent / "assets" / "multilingual.tiktoken"
-    vocab, merges = TikTokenConverter().extract_vocab_merges_from_model(str(ranks))
-    tok = WhisperTokenizer(vocab=vocab, merges=merges)
-    tok.add_special_tokens({"additional_special_tokens": _specials()[1:]})
-    tok.save_pretrained(out)
-    return tok
-
-
-def tiny_faster(out: Path, seed: int = 0) -> None:
-    """A random transformers Whisper of the TINY dims, converted to CTranslate2 with ctranslate2's converter."""
-    import torch
-    from ctranslate2.converters import TransformersConverter
-    from transformers import GenerationConfig, WhisperConfig, WhisperForConditionalGeneration
-
-    t, sp = TINY, _specials()
-    eot, sot = 50257, 50258
-    cfg = WhisperConfig(
-        vocab_size=t["n_vocab"],
-        num_mel_bins=t["n_mels"],
-        d_model=t["width"],
-        encoder_layers=t["layers"],
-        decoder_layers=t["layers"],
-        encoder_attention_heads=t["heads"],
-        decoder_attention_heads=t["heads"],
-        encoder_ffn_dim=4 * t["width"],
-        decoder_ffn_dim=4 * t["width"],
-        max_source_positions=t["n_audio_ctx"],
-        max_target_positions=t["n_text_ctx"],
-        decoder_start_token_id=sot,
-        eos_token_id=eot,
-        pad_token_id=eot,
-        bos_token_id=eot,
-        suppress_tokens=[],
-        begin_suppress_tokens=[220, eot],
-    )
-    torch.manual_seed(seed)
-    net = WhisperForConditionalGeneration(cfg).eval()
-    net.generation_config = GenerationConfig(
-        decoder_start_token_id=sot,
-        eos_token_id=eot,
-        pad_token_id=eot,
-        suppress_tokens=[],
-        begin_suppress_tokens=[220, eot],
-        no_timestamps_token_id=sp.index("<|notimestamps|>") + eot,
-        lang_to_id={s: i + eot for i, s in enumerate(sp) if 2 <= i < 101},
-    )
-    with tempfile.TemporaryDirectory() as hf:
-        net.save_pretrained(hf)
-        whisper_tokenizer(Path(hf))
-        if out.exists():
-            shutil.rmtree(out)
-        TransformersConverter(hf, copy_files=["tokenizer.json"]).convert(str(out), quantization="float32")
-    _mark(out)
-
-
-def tiny(dest: Path) -> None:
-    """dest/tiny-openai-whisper (model.pt) and dest/tiny-faster-whisper (CTranslate2), same tiny dims."""
-    dest = Path(dest)
-    tiny_openai(dest / "tiny-openai-whisper")
-    tiny_faster(dest / "tiny-faster-whisper")
 
 
 # Real Whisper base (MIT, OpenAI; CTranslate2 conversion by Systran) shipped split in two registry packages.

@@ -5,15 +5,13 @@ Also `fbank`, the paper's audio-encoder input (BEATs-style Kaldi log-Mel filterb
 
 from __future__ import annotations
 
-import json
 import subprocess
 import wave
 from pathlib import Path
 
 import numpy as np
 
-from mvid.models.base import TINY_MARKER, Adapter, device, greedy
-from mvid.models.vision import CHAT_TEMPLATE, qwen_tokenizer
+from mvid.models.base import Adapter, device, greedy
 
 SR = 16000
 PROMPT = (
@@ -118,41 +116,3 @@ class TransformersAudio(Adapter):
         if not items:
             return []
         return greedy(self, self.inputs(items), self.proc)
-
-
-BACKENDS = {TransformersAudio.backend: TransformersAudio}
-
-
-def tiny(dest: Path) -> None:
-    """A tiny random Qwen2-Audio with a locally built tokenizer and a Whisper feature extractor (128 mels)."""
-    import torch
-    from transformers import (
-        Qwen2AudioConfig,
-        Qwen2AudioForConditionalGeneration,
-        Qwen2AudioProcessor,
-        WhisperFeatureExtractor,
-    )
-
-    out = Path(dest) / "tiny-qwen2-audio"
-    tok = qwen_tokenizer(["<|audio_bos|>", "<|audio_eos|>", AUDIO])
-    ids = tok.convert_tokens_to_ids
-    text = dict(
-        model_type="qwen2",
-        vocab_size=len(tok),
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        max_position_embeddings=4096,
-        bos_token_id=ids("<|endoftext|>"),
-        eos_token_id=ids("<|im_end|>"),
-        pad_token_id=ids("<|endoftext|>"),
-    )
-    enc = dict(d_model=32, encoder_layers=2, encoder_attention_heads=2, encoder_ffn_dim=64, num_mel_bins=128)
-    cfg = Qwen2AudioConfig(audio_config=enc, text_config=text, audio_token_index=ids(AUDIO))
-    torch.manual_seed(0)
-    Qwen2AudioForConditionalGeneration(cfg).save_pretrained(out)
-    fe = WhisperFeatureExtractor(feature_size=128)
-    Qwen2AudioProcessor(feature_extractor=fe, tokenizer=tok, chat_template=CHAT_TEMPLATE).save_pretrained(out)
-    (out / TINY_MARKER).write_text(json.dumps({"arch": "qwen2-audio"}))

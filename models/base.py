@@ -101,25 +101,6 @@ class Adapter:
         raise NotImplementedError
 
 
-def byte_bpe(texts, vocab_size: int, specials: list[str]):
-    """A byte-level BPE tokenizer (any text round-trips), trained here on texts: tiny models need no hub."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-
-    tok = Tokenizer(models.BPE())
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tok.decoder = decoders.ByteLevel()
-    tok.train_from_iterator(
-        texts,
-        trainers.BpeTrainer(
-            vocab_size=vocab_size,
-            special_tokens=specials,
-            initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-            show_progress=False,
-        ),
-    )
-    return tok
-
-
 def greedy(a: Adapter, inp: dict, decoder) -> list[str]:
     """Greedy generate on a prepared transformers batch (a.model, a.torch, a.max_new); the new text, stripped."""
     with a.torch.inference_mode():

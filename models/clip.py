@@ -5,12 +5,11 @@ Backends: open_clip (open_clip_torch; it needs a working torchvision) and transf
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
 
-from mvid.models.base import TINY_MARKER, Adapter, ModelMissing, ModelSpec, device
+from mvid.models.base import Adapter, ModelMissing, ModelSpec, device
 from mvid.models.vision import subsample
 
 AGGREGATE = {"mean": np.mean, "max": np.max, "median": np.median}
@@ -136,80 +135,3 @@ class TransformersClip(ClipScorer):
     def embed_texts(self, texts: list[str]):
         enc = self.tok(texts, padding=True, truncation=True, max_length=self.max_len, return_tensors="pt")
         return self._pooled(self.model.get_text_features(**enc.to(self.dev)))
-
-
-BACKENDS = {c.backend: c for c in (OpenClip, TransformersClip)}
-
-WORDS = (
-    "a the of and in on with is are while to video person people dog car street park music plays sound "
-    "walks drives night talk red blue green scene colour colors bars test pattern moving"
-).split()
-
-
-def clip_tokenizer():
-    """CLIP's byte-level BPE (words end in </w>) over a tiny vocabulary: every byte, plus merges for a few words."""
-    from tokenizers import pre_tokenizers
-    from transformers import CLIPTokenizer
-
-    chars = sorted(pre_tokenizers.ByteLevel.alphabet())
-    vocab = {c: i for i, c in enumerate(chars + [c + "</w>" for c in chars])}
-    merges = {}
-    for w in WORDS:
-        parts = [*w[:-1], w[-1] + "</w>"]
-        cur = parts[0]
-        for p in parts[1:]:
-            merges.setdefault((cur, p), None)
-            cur += p
-            vocab.setdefault(cur, len(vocab))
-    for s in ("<|startoftext|>", "<|endoftext|>"):
-        vocab[s] = len(vocab)
-    return CLIPTokenizer(vocab=vocab, merges=list(merges), model_max_length=77)
-
-
-def tiny(dest: Path) -> None:
-    """A tiny random CLIPModel (small text and vision towers) with a local CLIP tokenizer and image processor."""
-    import torch
-    from transformers import CLIPConfig, CLIPModel
-    from transformers.models.clip.image_processing_pil_clip import CLIPImageProcessorPil
-
-    out = Path(dest) / "tiny-clip"
-    tok = clip_tokenizer()
-    text = dict(
-        vocab_size=len(tok),
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        max_position_embeddings=77,
-        bos_token_id=tok.bos_token_id,
-        eos_token_id=tok.eos_token_id,
-        pad_token_id=tok.pad_token_id,
-    )
-    vision = dict(
-        hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2, image_size=32, patch_size=8
-    )
-    torch.manual_seed(0)
-    CLIPModel(CLIPConfig(text_config=text, vision_config=vision, projection_dim=16)).save_pretrained(out)
-    tok.save_pretrained(out)
-    CLIPImageProcessorPil(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32}).save_pretrained(out)
-    (out / TINY_MARKER).write_text(json.dumps({"arch": "clip"}))
-
-
-def tiny_open_clip(dest: Path) -> None:
-    """A tiny random open_clip CLIP in the hub folder layout (needs open_clip_torch, hence torchvision)."""
-    import open_clip
-    import torch
-    from safetensors.torch import save_file
-
-    out = Path(dest) / "tiny-open-clip"
-    out.mkdir(parents=True, exist_ok=True)
-    cfg = {
-        "embed_dim": 16,
-        "vision_cfg": {"image_size": 32, "layers": 2, "width": 32, "head_width": 16, "patch_size": 8},
-        "text_cfg": {"context_length": 77, "vocab_size": 49408, "width": 32, "heads": 2, "layers": 2},
-    }
-    (out / "open_clip_config.json").write_text(json.dumps({"model_cfg": cfg, "preprocess_cfg": {}}))
-    torch.manual_seed(0)
-    model = open_clip.create_model("local-dir:" + str(out), load_weights=False)
-    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, out / "open_clip_model.safetensors")
-    (out / TINY_MARKER).write_text(json.dumps({"arch": "open-clip"}))

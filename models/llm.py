@@ -7,12 +7,8 @@ feed the model the same token ids. Decoding is greedy unless options["temperatur
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
-
-from mvid.models.base import TINY_MARKER, Adapter, byte_bpe, device
-from mvid.models.prompts import VICUNA_SYSTEM, render
-
+from mvid.models.base import Adapter, device
+from mvid.models.prompts import render
 
 CPU_KV_CACHE = 1 << 30  # bytes of KV cache for vLLM on the CPU unless options set it
 
@@ -42,7 +38,8 @@ class VllmLLM(LLM):
     backend = "vllm"
 
     def load(self) -> None:
-        from vllm import LLM as Engine, SamplingParams
+        from vllm import LLM as Engine
+        from vllm import SamplingParams
 
         self._setup()
         o = self.spec.options
@@ -112,89 +109,3 @@ class TransformersLLM(LLM):
             )
         new = out[:, enc["input_ids"].shape[1] :]
         return [t.strip() for t in self.tok.batch_decode(new, skip_special_tokens=True)]
-
-
-BACKENDS = {c.backend: c for c in (VllmLLM, TransformersLLM)}
-
-# A few hundred lines of English for the tiny tokenizer: the prompt templates and caption / transcript words.
-WORDS = (
-    "a man woman child dog cat car bird person people group city street park room kitchen beach forest "
-    "river road house table window door stage crowd music song voice speech noise rain wind water light "
-    "night day morning red blue green white black small large old young happy loud quiet slowly quickly "
-    "walks runs talks sings plays drives sits stands holds opens looks cooks dances laughs speaks listens "
-    "video clip scene shot camera frame audio sound caption subtitle transcript translation language "
-    "english german french spanish chinese japanese hello thank you please yes no good morning evening "
-    "today tomorrow weather news game ball guitar piano drum phone book food bread coffee tea"
-).split()
-
-
-def corpus() -> list[str]:
-    import random
-
-    rng = random.Random(0)
-    lines = [
-        VICUNA_SYSTEM,
-        "USER: ASSISTANT: SYSTEM:",
-        "<transcript> </transcript>",
-        "You translate transcripts into English. Answer with the English translation only.",
-        "Describe the video in detail: the scene, the objects, the actions, the sounds and the speech.",
-    ]
-    for _ in range(400):
-        lines.append(" ".join(rng.choice(WORDS) for _ in range(rng.randint(4, 14))).capitalize() + ".")
-    return lines
-
-
-# The tiny model's own chat template (for chat_template: model): a Llama-2-like layout.
-TINY_TEMPLATE = (
-    "{{ bos_token }}{% for m in messages %}[{{ m['role'] }}] {{ m['content'] }}"
-    "{% if m['role'] == 'assistant' %}{{ eos_token }}{% endif %}{{ '\\n' }}{% endfor %}"
-    "{% if add_generation_prompt %}[assistant]{% endif %}"
-)
-
-
-def tokenizer():
-    """Byte-level BPE (any text round-trips), trained here on corpus(), Llama's special tokens."""
-    from tokenizers import processors
-    from transformers import PreTrainedTokenizerFast
-
-    tok = byte_bpe(corpus(), 768, ["<unk>", "<s>", "</s>", "<pad>"])
-    tok.post_processor = processors.TemplateProcessing(
-        single="<s> $A", pair="<s> $A <s> $B", special_tokens=[("<s>", 1)]
-    )
-    return PreTrainedTokenizerFast(
-        tokenizer_object=tok,
-        bos_token="<s>",
-        eos_token="</s>",
-        unk_token="<unk>",
-        pad_token="<pad>",
-        chat_template=TINY_TEMPLATE,
-    )
-
-
-def tiny(dest: Path) -> None:
-    """A tiny random Llama with a locally trained tokenizer, in dest/tiny-llama.
-
-    2 layers, hidden 64, head_dim 32: vLLM's CPU attention supports head sizes of 32 and up.
-    """
-    import torch
-    from transformers import LlamaConfig, LlamaForCausalLM
-
-    out = Path(dest) / "tiny-llama"
-    tok = tokenizer()
-    ids = tok.convert_tokens_to_ids
-    cfg = LlamaConfig(
-        vocab_size=len(tok),
-        hidden_size=64,
-        intermediate_size=128,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        num_key_value_heads=1,
-        max_position_embeddings=2048,
-        bos_token_id=ids("<s>"),
-        eos_token_id=ids("</s>"),
-        pad_token_id=ids("<pad>"),
-    )
-    torch.manual_seed(0)
-    LlamaForCausalLM(cfg).save_pretrained(out)
-    tok.save_pretrained(out)
-    (out / TINY_MARKER).write_text(json.dumps({"arch": "llama"}))

@@ -8,7 +8,7 @@ weights. It agrees with the package's forward to about 1e-6 in the probabilities
 from __future__ import annotations
 
 import logging
-from typing import Iterable, Iterator
+from collections.abc import Iterable, Iterator
 
 import numpy as np
 

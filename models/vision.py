@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mvid.models.base import TINY_MARKER, Adapter, byte_bpe, device, greedy
+from mvid.models.base import Adapter, device, greedy
 
 PROMPT = "Describe this video in detail: the scene, the objects, the actions."
 MAX_PIXELS = 360 * 420  # per frame, Qwen2-VL's recommended video resolution
@@ -32,23 +32,6 @@ CHAT_TEMPLATE = (
     "{% else %}{{ c['text'] }}{% endif %}{% endfor %}{% endif %}<|im_end|>\n{% endfor %}"
     "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
 )
-
-CORPUS = [
-    PROMPT,
-    "A person walks a dog in a park while music plays and birds sing.",
-    "What sounds can you hear? Describe the music, the environment and the events.",
-    "You are a helpful assistant. A red car drives down a street at night; people talk.",
-]
-
-
-def qwen_tokenizer(specials: list[str]):
-    """A small byte-level BPE tokenizer in Qwen's style, trained here on a few sentences (no hub)."""
-    from transformers import PreTrainedTokenizerFast
-
-    tok = byte_bpe(CORPUS * 4, 512, ["<|endoftext|>", "<|im_start|>", "<|im_end|>", *specials])
-    return PreTrainedTokenizerFast(
-        tokenizer_object=tok, eos_token="<|im_end|>", pad_token="<|endoftext|>", chat_template=CHAT_TEMPLATE
-    )
 
 
 def messages(prompt: str, parts: list[dict]) -> list[dict]:
@@ -205,67 +188,3 @@ class VllmVision(VisionCaptioner):
             prompts.append({"prompt": text, "multi_modal_data": data})
         outs = self.llm.generate(prompts, self.sampling, use_tqdm=False)
         return [o.outputs[0].text.strip() for o in outs]
-
-
-BACKENDS = {c.backend: c for c in (TransformersVision, VllmVision)}
-
-
-def tiny(dest: Path) -> None:
-    """Tiny random Qwen2-VL and Qwen2.5-VL models sharing a locally built tokenizer, chat template and image processor."""
-    import torch
-    from transformers import (
-        Qwen2_5_VLConfig,
-        Qwen2_5_VLForConditionalGeneration,
-        Qwen2VLConfig,
-        Qwen2VLForConditionalGeneration,
-    )
-    from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import Qwen2VLImageProcessorPil
-
-    tok = qwen_tokenizer(["<|vision_start|>", "<|vision_end|>", IMAGE, VIDEO])
-    ids = tok.convert_tokens_to_ids
-    text = dict(
-        vocab_size=len(tok),
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        max_position_embeddings=4096,
-        rope_parameters={"rope_type": "default", "mrope_section": [1, 1, 2], "rope_theta": 1e6},
-        bos_token_id=ids("<|endoftext|>"),
-        eos_token_id=ids("<|im_end|>"),
-        pad_token_id=ids("<|endoftext|>"),
-    )
-    special = dict(
-        image_token_id=ids(IMAGE),
-        video_token_id=ids(VIDEO),
-        vision_start_token_id=ids("<|vision_start|>"),
-        vision_end_token_id=ids("<|vision_end|>"),
-    )
-    archs = {
-        "qwen2-vl": (
-            Qwen2VLConfig,
-            Qwen2VLForConditionalGeneration,
-            dict(depth=2, embed_dim=32, hidden_size=32, num_heads=2, mlp_ratio=2),
-        ),
-        "qwen2.5-vl": (
-            Qwen2_5_VLConfig,
-            Qwen2_5_VLForConditionalGeneration,
-            dict(
-                depth=2,
-                hidden_size=32,
-                out_hidden_size=32,
-                intermediate_size=64,
-                num_heads=2,
-                window_size=56,
-                fullatt_block_indexes=[1],
-            ),
-        ),
-    }
-    for arch, (config, model, vision) in archs.items():
-        out = Path(dest) / f"tiny-{arch}"
-        torch.manual_seed(0)
-        model(config(text_config=text, vision_config=vision, **special)).save_pretrained(out)
-        tok.save_pretrained(out)
-        Qwen2VLImageProcessorPil().save_pretrained(out)
-        (out / TINY_MARKER).write_text(json.dumps({"arch": arch}))

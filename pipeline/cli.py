@@ -95,7 +95,7 @@ def cmd_verify(a) -> int:
 
 
 def cmd_samples(a) -> int:
-    from mvid.pipeline.samples import make_samples
+    from mvid.models.samples import make_samples
 
     entries = make_samples(Path(a.dest))
     print(f"{len(entries)} sample videos in {a.dest}")
@@ -103,9 +103,9 @@ def cmd_samples(a) -> int:
 
 
 def cmd_tiny(a) -> int:
-    from mvid import models
+    from mvid.models.testing import tiny
 
-    roles = models.tiny(Path(a.dest))
+    roles = tiny(Path(a.dest))
     print(f"tiny random models for {', '.join(roles)} in {a.dest}")
     return 0
 

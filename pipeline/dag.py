@@ -183,7 +183,7 @@ def _stream(ex, ds) -> None:
             pass
     except ModelLoadError:
         raise
-    except Exception as e:  # noqa: BLE001 - Ray keeps only the text of an actor's error
+    except Exception as e:
         if m := re.search(r"ModelLoadError: (.+)", str(e)):
             raise ModelLoadError(m.group(1).strip()) from None
         raise
@@ -251,6 +251,7 @@ def _pool(i: int, select: dict, fp: str, work: Path, stages: list[str], fps: lis
     """Unit i's clips that compete for the global cut, as (order key, clip_id) rows, kept as a part of its own
     (work/stages/select/) so that a rerun reads them instead of the unit's records."""
     import pyarrow as pa
+
     from mvid.stages.select import Select, SelectParams, order
 
     u, done, k = _chain(i, work, stages, fps)
@@ -304,6 +305,7 @@ def _shard(
     """Unit i's shard: its kept clips (the selection applied: cut, n, pool) and every record of what was
     dropped. A shard already written from the same records and selection is kept without reading them."""
     import pyarrow as pa
+
     from mvid.stages.select import Select, SelectParams
     from mvid.stages.shard import Shard, ShardParams
 

@@ -9,9 +9,9 @@ import re
 import subprocess
 import tempfile
 import threading
+from collections.abc import Iterator
 from fractions import Fraction
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 

@@ -6,8 +6,8 @@ from __future__ import annotations
 import io
 import os
 import tarfile
+from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Iterable, Iterator
 
 
 def write_tar(path: Path, members: Iterable[tuple[str, bytes]]) -> None:

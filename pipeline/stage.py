@@ -71,13 +71,13 @@ class Result:
     rejects: list[dict] = field(default_factory=list)
 
     @classmethod
-    def ok(cls, rec: dict) -> "Result":
+    def ok(cls, rec: dict) -> Result:
         return cls(records=[rec])
 
     @classmethod
     def reject(
         cls, rec: dict, code: str, message: str, kind: Literal["error", "drop"] = "error", **extra: Any
-    ) -> "Result":
+    ) -> Result:
         return cls(rejects=[reject_of(rec, code, message, kind, **extra)])
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from mvid.pipeline.samples import make_cut_video, make_samples
+from mvid.models.samples import make_cut_video, make_samples
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -16,7 +16,7 @@ ROOT = Path(__file__).resolve().parents[1]
 def tiny_models(tmp_path_factory):
     """Tiny random models of every role, built once per session; MVID_MODEL_DIR points at them for the
     session and the `mvid` subprocesses it starts (a clean clone has no models-tiny folder)."""
-    from mvid.models import tiny
+    from mvid.models.testing import tiny
 
     d = tmp_path_factory.mktemp("models")
     tiny(d)

@@ -10,7 +10,8 @@ from whisper.tokenizer import LANGUAGES
 
 from mvid.models import asr, build
 from mvid.models.base import ModelSpec
-from mvid.pipeline.samples import speak
+from mvid.models.samples import speak
+from mvid.models.testing import whisper_tokenizer
 
 BACKENDS = {"openai-whisper": "tiny-openai-whisper", "faster-whisper": "tiny-faster-whisper"}
 FAST = {"temperature": 0, "beam_size": 1, "max_new_tokens": 12}  # random weights rarely stop by themselves
@@ -122,7 +123,7 @@ def test_tokenizer_matches_openai_whisper(tmp_path):
     from whisper.tokenizer import get_tokenizer
 
     ref = get_tokenizer(multilingual=True, num_languages=99)
-    tok = asr.whisper_tokenizer(tmp_path)
+    tok = whisper_tokenizer(tmp_path)
     for text in [" The quick brown fox.", " Heute ist ein schöner Tag.", " ¿Vamos al café?", " 今天天气很好。"]:
         assert tok.encode(text, add_special_tokens=False) == ref.encode(text)
     for t in [

@@ -5,7 +5,8 @@ import subprocess
 import numpy as np
 import pytest
 
-from mvid.models.audio import BACKENDS, EPS, LOW_HZ, SR, fbank, kaldi_fbank, mel, read_wav
+from mvid.models import backends
+from mvid.models.audio import EPS, LOW_HZ, SR, fbank, kaldi_fbank, mel, read_wav
 from mvid.models.base import ModelSpec
 
 
@@ -83,7 +84,7 @@ def captioner(tiny_models):
     spec = ModelSpec(
         backend="transformers", model=str(tiny_models / "tiny-qwen2-audio"), device="cpu", options={"max_new_tokens": 8}
     )
-    a = BACKENDS["transformers"](spec)
+    a = backends("acaption")["transformers"](spec)
     a.load()
     return a
 

@@ -5,8 +5,9 @@ import subprocess
 import numpy as np
 import pytest
 
+from mvid.models import backends
 from mvid.models.base import ModelSpec
-from mvid.models.clip import BACKENDS, clip_tokenizer
+from mvid.models.testing import clip_tokenizer
 
 TEXTS = {"V": "a dog walks in the park", "AVS": "a red car drives down the street at night while music plays", "S": ""}
 
@@ -38,7 +39,7 @@ def env(tmp_path_factory, tiny_models):
 
 
 def scorer(path, backend="transformers", **options):
-    s = BACKENDS[backend](ModelSpec(backend=backend, model=str(path), device="cpu", options=options))
+    s = backends("clip")[backend](ModelSpec(backend=backend, model=str(path), device="cpu", options=options))
     s.load()
     return s
 
@@ -102,7 +103,7 @@ def test_open_clip_scores(env, tmp_path):
         import open_clip  # noqa: F401
     except Exception as e:  # ImportError, or torchvision failing to load (a CUDA build next to a CPU torch)
         pytest.skip(f"open_clip does not import here ({type(e).__name__}: {e}); it needs a working torchvision")
-    from mvid.models.clip import tiny_open_clip
+    from mvid.models.testing import tiny_open_clip
 
     tiny_open_clip(tmp_path)
     s = scorer(tmp_path / "tiny-open-clip", backend="open_clip")

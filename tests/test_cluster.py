@@ -23,7 +23,7 @@ import pytest
 import webdataset as wds
 import yaml
 
-from mvid.pipeline.samples import make_cut_video
+from mvid.models.samples import make_cut_video
 from mvid.schemas import record as R
 from mvid.schemas import shard as S
 

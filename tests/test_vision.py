@@ -6,8 +6,9 @@ import subprocess
 import numpy as np
 import pytest
 
+from mvid.models import backends
 from mvid.models.base import ModelSpec
-from mvid.models.vision import BACKENDS, video_patches
+from mvid.models.vision import video_patches
 
 
 def frames(d, src, n=6, size="160x120"):
@@ -37,7 +38,7 @@ def env(tmp_path_factory, tiny_models):
 
 
 def adapter(path, **options):
-    a = BACKENDS["transformers"](
+    a = backends("vcaption")["transformers"](
         ModelSpec(
             backend="transformers",
             model=str(path),
@@ -133,7 +134,7 @@ def test_vllm_backend(env):
         except Exception as e:
             pytest.skip(f"vLLM's Qwen2-VL needs vllm and a working torchvision: {mod}: {type(e).__name__}: {e}")
     path, a, _ = env
-    a_ = BACKENDS["vllm"](
+    a_ = backends("vcaption")["vllm"](
         ModelSpec(backend="vllm", model=str(path), options={"max_new_tokens": 8, "max_pixels": 56 * 56 * 2})
     )
     a_.load()

@@ -1,7 +1,7 @@
 """Sample inputs for demos and tests, generated with ffmpeg and espeak-ng (nothing binary is committed).
 
 `make_cut_video` builds a video from scenes of known lengths and returns its ground truth;
-`make_samples` writes the demo corpus. Run as `python -m mvid.pipeline.samples DEST`.
+`make_samples` writes the demo corpus. Run as `python -m mvid.models.samples DEST`.
 """
 
 from __future__ import annotations
@@ -285,7 +285,7 @@ def make_samples(dest) -> list[dict]:
 def main(argv: list[str] | None = None) -> None:
     args = sys.argv[1:] if argv is None else argv
     if len(args) != 1:
-        sys.exit("usage: python -m mvid.pipeline.samples DEST")
+        sys.exit("usage: python -m mvid.models.samples DEST")
     t = time.monotonic()
     entries = make_samples(Path(args[0]))
     secs = sum(e["frames"] / e["fps"] for e in entries)
