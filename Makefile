@@ -12,7 +12,7 @@ RAY_ADDRESS ?=
 ARGS    ?=
 export MVID_MODEL_DIR ?= $(CURDIR)/models-tiny
 
-.PHONY: setup pipeline test samples tiny lock lock-gpu bench bench-pipeline clean
+.PHONY: setup pipeline test check samples tiny lock lock-gpu bench bench-pipeline clean
 
 setup: $(VENV)/.ok
 
@@ -41,6 +41,14 @@ pipeline: setup samples tiny
 
 test: setup
 	$(BIN)/python -m pytest -q tests
+
+# Lint, format and types. mypy reads the folders as the mvid.* packages they install as, through links.
+check: setup
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	mkdir -p build/typecheck/mvid
+	for d in pipeline stages models schemas; do ln -sfn ../../../$$d build/typecheck/mvid/$$d; done
+	$(BIN)/mypy -p mvid
 
 lock:
 	$(UV) pip compile requirements.in --overrides overrides.txt $(WHEELS) --python-version 3.11 --no-header -o requirements.lock

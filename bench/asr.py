@@ -130,7 +130,7 @@ def main() -> None:
                 rows.append(
                     f"| Whisper base (packaged, real) | faster-whisper {ct} | {how} | {load:.2f} | {speed:.1f} |"
                 )
-            for (lang, ref), o in zip(CLIPS.items(), out):
+            for (lang, ref), o in zip(CLIPS.items(), out, strict=True):
                 lines.append(
                     f"| {lang} | {o['language']} ({o['language_prob']:.2f}) | {wer(ref, o['text']):.1%} | {o['text']} |"
                 )

@@ -110,8 +110,8 @@ def main() -> None:
     text = (
         f"`python bench/llm.py{' --eager' if args.eager else ''}` on {platform.machine()}, {os.cpu_count()} "
         f"cores (load average {load_avg:.1f} at the start: a shared machine, so compare rows of one run only). "
-        f"Tiny random Llama (2 layers, hidden 64, vocabulary 768, float32) from `models.testing.tiny_llama`; chat prompts "
-        f"(Vicuna format) alternating translation and caption requests, {lo}-{hi} prompt tokens; greedy, "
+        f"Tiny random Llama (2 layers, hidden 64, vocabulary 768, float32) from `models.testing.tiny_llama`; chat "
+        f"prompts (Vicuna format) alternating translation and caption requests, {lo}-{hi} prompt tokens; greedy, "
         f"at most {MAX_TOKENS} new tokens; best of 3 after a warm-up. vLLM's CPU backend binds its one worker to "
         f"one core (it reserves the other); transformers uses torch's threads. Load s includes vLLM's engine "
         f"start (process spawn, imports, compilation). Random tiny weights only show engine overhead: these "

@@ -29,7 +29,7 @@ def backends(role: str) -> dict[str, type[Adapter]]:
 
 
 def build(role: str, spec: ModelSpec) -> Adapter:
-    """The adapter for `role` and `spec.backend`; resolving its files raises ModelMissing, loading is load()."""
+    """The adapter for `role` and `spec.backend`; resolving its files raises ModelMissingError, loading is load()."""
     found = backends(role)
     if spec.backend not in found:
         raise ValueError(f"role '{role}': unknown backend {spec.backend!r}; known: {sorted(found)}")

@@ -38,6 +38,7 @@ def load_wav(path: str | Path) -> np.ndarray:
         if w.getframerate() != SR:
             raise ValueError(f"{path}: {w.getframerate()} Hz, Whisper needs {SR} Hz")
         width, ch, raw = w.getsampwidth(), w.getnchannels(), w.readframes(w.getnframes())
+    x: np.ndarray
     if width == 1:
         x = (np.frombuffer(raw, np.uint8).astype(np.float32) - 128) / 128
     elif width in (2, 4):

@@ -23,11 +23,11 @@ class ModelSpec(BaseModel):
     options: dict[str, Any] = {}
 
 
-class ModelMissing(RuntimeError):
+class ModelMissingError(RuntimeError):
     pass
 
 
-class ModelLoadError(ModelMissing):
+class ModelLoadError(ModelMissingError):
     """A model's files are there but do not load: names the role, the path and what was expected."""
 
 
@@ -42,7 +42,7 @@ def resolve(role: str, spec: ModelSpec, files: str = "the model's weights") -> s
             return str(cand)
     if spec.allow_hub:
         return spec.model
-    raise ModelMissing(
+    raise ModelMissingError(
         f"role '{role}' ({spec.backend}) needs {files} for '{spec.model}': not a local path and not in "
         f"MVID_MODEL_DIR={model_dir()}. Run `mvid models fetch PROFILE` with internet access, "
         f"`mvid models tiny {model_dir()}` for tiny test models, or set allow_hub: true."
@@ -97,11 +97,11 @@ class Adapter:
     def load(self) -> None:
         raise NotImplementedError
 
-    def __call__(self, batch: list) -> list:
+    def __call__(self, batch: Any) -> Any:
         raise NotImplementedError
 
 
-def greedy(a: Adapter, inp: dict, decoder) -> list[str]:
+def greedy(a: Any, inp: dict, decoder: Any) -> list[str]:
     """Greedy generate on a prepared transformers batch (a.model, a.torch, a.max_new); the new text, stripped."""
     with a.torch.inference_mode():
         out = a.model.generate(**inp, max_new_tokens=a.max_new, do_sample=False)

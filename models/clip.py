@@ -5,14 +5,15 @@ Backends: open_clip (open_clip_torch; it needs a working torchvision) and transf
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 
-from mvid.models.base import Adapter, ModelMissing, ModelSpec, device
+from mvid.models.base import Adapter, ModelMissingError, ModelSpec, device
 from mvid.models.vision import subsample
 
-AGGREGATE = {"mean": np.mean, "max": np.max, "median": np.median}
+AGGREGATE: dict[str, Callable[..., np.ndarray]] = {"mean": np.mean, "max": np.max, "median": np.median}
 
 
 def unit(x: np.ndarray) -> np.ndarray:
@@ -56,14 +57,17 @@ class ClipScorer(Adapter):
             raise ValueError("clip scoring needs at least one frame per item")
         keys = [[k for k, v in it["texts"].items() if v] for it in items]
         img = self._chunked(self.embed_images, [Image.open(p).convert("RGB") for ps in paths for p in ps])
-        txt = self._chunked(self.embed_texts, [it["texts"][k] for it, ks in zip(items, keys) for k in ks])
+        txt = self._chunked(self.embed_texts, [it["texts"][k] for it, ks in zip(items, keys, strict=True) for k in ks])
         out, i, j = [], 0, 0
-        for ps, ks in zip(paths, keys):
+        for ps, ks in zip(paths, keys, strict=True):
             e, t = img[i : i + len(ps)], txt[j : j + len(ks)]
             i, j = i + len(ps), j + len(ks)
-            sim = np.clip(AGGREGATE[self.aggregate](e @ t.T, axis=0), -1.0, 1.0) if ks else []
+            sim = np.clip(AGGREGATE[self.aggregate](e @ t.T, axis=0), -1.0, 1.0) if ks else np.zeros(0)
             out.append(
-                {"scores": {k: float(s) for k, s in zip(ks, sim)}, "image_emb": unit(e.mean(0)).astype(np.float32)}
+                {
+                    "scores": {k: float(s) for k, s in zip(ks, sim, strict=True)},
+                    "image_emb": unit(e.mean(0)).astype(np.float32),
+                }
             )
         return out
 
@@ -81,7 +85,7 @@ class OpenClip(ClipScorer):
             return
         self.spec, self.path = spec, spec.model
         if not Path(pre).expanduser().is_file() and not spec.allow_hub:
-            raise ModelMissing(
+            raise ModelMissingError(
                 f"role 'clip' (open_clip): pretrained '{pre}' is not a local checkpoint file; "
                 f"set allow_hub: true to download the tag"
             )

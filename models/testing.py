@@ -404,7 +404,8 @@ def tiny_llama(dest: Path) -> None:
 
 
 def tiny_qwen_vl(dest: Path) -> None:
-    """Tiny random Qwen2-VL and Qwen2.5-VL models sharing a locally built tokenizer, chat template and image processor."""
+    """Tiny random Qwen2-VL and Qwen2.5-VL models sharing a locally built tokenizer, chat template and image
+    processor."""
     import torch
     from transformers import (
         Qwen2_5_VLConfig,
@@ -517,7 +518,7 @@ def clip_tokenizer():
 
     chars = sorted(pre_tokenizers.ByteLevel.alphabet())
     vocab = {c: i for i, c in enumerate(chars + [c + "</w>" for c in chars])}
-    merges = {}
+    merges: dict[tuple[str, str], None] = {}  # insertion-ordered set
     for w in CLIP_WORDS:
         parts = [*w[:-1], w[-1] + "</w>"]
         cur = parts[0]

@@ -140,7 +140,7 @@ class SeamlessM4Tv2(Adapter):
         self.proc = SeamlessM4TProcessor.from_pretrained(self.path)
         self.model = cls.from_pretrained(self.path, dtype=dtype).to(self.dev).eval()
 
-    def __call__(self, items: list[dict]) -> list[str]:
+    def __call__(self, items: list[dict]) -> list[str | None]:
         out: list[str | None] = [None] * len(items)
         if self.mode == "speech":
             from mvid.models.asr import load_wav
@@ -172,7 +172,7 @@ class SeamlessM4Tv2(Adapter):
         }
         with self.torch.inference_mode():
             ids = self.model.generate(**enc, tgt_lang=self.tgt, **self.gen)
-        for i, t in zip(idx, self.proc.batch_decode(ids, skip_special_tokens=True)):
+        for i, t in zip(idx, self.proc.batch_decode(ids, skip_special_tokens=True), strict=True):
             out[i] = t.strip()
 
 

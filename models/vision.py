@@ -131,7 +131,7 @@ class TransformersVision(VisionCaptioner):
             if len(chunks) != len(g) + 1:
                 raise ValueError(f"the chat template must place one {pad} per image/video")
             m2 = self.ip.merge_size**2
-            text = chunks[0] + "".join(pad * (int(np.prod(t)) // m2) + c for t, c in zip(g, chunks[1:]))
+            text = chunks[0] + "".join(pad * (int(np.prod(t)) // m2) + c for t, c in zip(g, chunks[1:], strict=True))
             texts.append(text)
             pvs.append(pv)
             grids += g

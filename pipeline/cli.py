@@ -180,14 +180,14 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     logging.basicConfig(level=logging.INFO if a.verbose else logging.WARNING, format="mvid: %(message)s")
-    from mvid.models.base import ModelMissing
+    from mvid.models.base import ModelMissingError
     from mvid.pipeline.config import ConfigError
     from mvid.pipeline.dag import RunError
     from mvid.pipeline.inputs import InputError
 
     try:
         return a.fn(a)
-    except (ConfigError, InputError, ModelMissing, RunError, FileNotFoundError) as e:
+    except (ConfigError, InputError, ModelMissingError, RunError, FileNotFoundError) as e:
         print(f"mvid: error: {e}", file=sys.stderr)
         return 2
 

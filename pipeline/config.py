@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -70,7 +71,7 @@ def _explain(e: ValidationError) -> str:
     return "; ".join(": ".join(filter(None, (".".join(map(str, err["loc"])), err["msg"]))) for err in e.errors())
 
 
-def load(source: str, overrides: list[str] = ()) -> Config:
+def load(source: str, overrides: Sequence[str] = ()) -> Config:
     """A profile name (demo, production) or a YAML path, then KEY=VALUE overrides such as
     `stages.split.threshold=0.4` or `output_dir=/data/out`."""
     path = PROFILES / f"{source}.yaml" if (PROFILES / f"{source}.yaml").exists() else Path(source)

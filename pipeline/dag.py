@@ -10,6 +10,7 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import cast
 
 import numpy as np
 
@@ -21,7 +22,8 @@ from mvid.pipeline.store import Parts, digest
 from mvid.schemas import record as R
 from mvid.schemas import shard as S
 from mvid.stages import REGISTRY
-from mvid.stages.select import bins, cutoff, within
+from mvid.stages.select import Select, bins, cutoff, within
+from mvid.stages.shard import Shard
 
 log = logging.getLogger("mvid")
 
@@ -59,8 +61,8 @@ class Pipeline:
         self.cfg = cfg
         self.ctx = Ctx(cfg.work_dir.resolve(), cfg.output_dir.resolve())
         self.stages: list[Stage] = [REGISTRY[p.name](p, self.ctx) for p in cfg.stages]
-        self.sink = self.stages[-1]
-        self.select = next((s for s in self.stages if s.barrier), None)
+        self.sink = cast(Shard, self.stages[-1])  # the config puts the sink last, the barrier before it
+        self.select = cast(Select | None, next((s for s in self.stages if s.barrier), None))
         self.stream = [s for s in self.stages if not (s.barrier or s.sink)]
 
     def preflight(self) -> None:
@@ -71,6 +73,7 @@ class Pipeline:
             s.preflight()
 
     def units(self) -> tuple[int, int]:
+        assert self.cfg.input, "preflight checks the input first"
         n, videos = write_units(self.cfg.input, self.ctx.work, self.sink.p.videos)
         log.info("%d videos in %d units from %s", videos, n, self.cfg.input)
         return n, videos
@@ -101,16 +104,12 @@ class Pipeline:
         parts are all valid is skipped before any stage sees it; a run with none left starts no actor."""
         force = force or {}
         ex.check([s.p for s in stages])
-        scan = {
-            "work": self.ctx.work,
-            "stages": [s.name for s in stages],
-            "fps": [s.fingerprint() for s in stages],
-            "forced": bool(force),
-        }
+        names = [s.name for s in stages]
+        scan = {"work": self.ctx.work, "stages": names, "fps": [s.fingerprint() for s in stages], "forced": bool(force)}
         k, first = 0, len(stages)
         for r in ex.rows(ex.units(n, _first, **scan)):
             k, first = k + 1, min(first, r["first"])
-        log.info("%d of %d units to run through %s", k, n, ", ".join(scan["stages"]))
+        log.info("%d of %d units to run through %s", k, n, ", ".join(names))
         if k:
             # Models load as their actors start, in parallel, from the first stage that some unit needs.
             # Counting holds no CPU: a CPU for it would be budgeted away from the stages and stall them.
@@ -129,7 +128,8 @@ class Pipeline:
         }
         sel, cut, key, k, pool = self.select, None, "all", 0, 0
         if sel:
-            narrow = ex.units(n, _pool, select=sel.p.model_dump(), fp=sel.fingerprint(), **chain).materialize()
+            narrow = ex.units(n, _pool, select=sel.p.model_dump(), fp=sel.fingerprint(), ctx=self.ctx, **chain)
+            narrow = narrow.materialize()
             pool = narrow.count()
             k = sel.n(pool)
             cut = cutoff(lambda: pool, lambda a, b: _hist(ex, narrow, a, b), lambda a, b: _fetch(ex, narrow, a, b), k)
@@ -160,7 +160,7 @@ class Pipeline:
                 f"writing the output failed ({cause}); no manifest lists a partial "
                 f"shard. Run `mvid run` again once {self.ctx.out} is writable."
             ) from None
-        kinds = Counter()
+        kinds: Counter[str] = Counter()
         for d in done:
             kinds.update(d["stats"]["kinds"])
         split = lambda kind: Counter({k.split(":", 1)[1]: v for k, v in kinds.items() if k.startswith(kind + ":")})
@@ -218,7 +218,7 @@ def _pending(i: int, **scan):
 def _valid(work: Path, u: dict, stages: list[str], fps: list[str]) -> tuple[int, str]:
     """How many stages, from the first, hold a valid part of the unit (store.py), and its digest after them."""
     k = u["_k"]
-    for i, (s, fp) in enumerate(zip(stages, fps)):
+    for i, (s, fp) in enumerate(zip(stages, fps, strict=True)):
         m = Parts(work, s).valid(u["unit"], k, fp)
         if not m:
             return i, k
@@ -247,18 +247,18 @@ def _leaf(u: dict, done: int, work: Path, stages: list[str]) -> dict:
     return u
 
 
-def _pool(i: int, select: dict, fp: str, work: Path, stages: list[str], fps: list[str]):
+def _pool(i: int, select: dict, fp: str, ctx: Ctx, work: Path, stages: list[str], fps: list[str]):
     """Unit i's clips that compete for the global cut, as (order key, clip_id) rows, kept as a part of its own
     (work/stages/select/) so that a rerun reads them instead of the unit's records."""
     import pyarrow as pa
 
-    from mvid.stages.select import Select, SelectParams, order
+    from mvid.stages.select import SelectParams, order
 
     u, done, k = _chain(i, work, stages, fps)
     parts = Parts(work, "select")
     if parts.valid(u["unit"], k, fp):
         return parts.read(u["unit"])
-    sel = Select(SelectParams(**select), None)
+    sel = Select(SelectParams(**select), ctx)
     clips = [c for v in _leaf(u, done, work, stages)["videos"] for c in sel.pool(v)]
     t = pa.table(
         {
@@ -306,8 +306,8 @@ def _shard(
     dropped. A shard already written from the same records and selection is kept without reading them."""
     import pyarrow as pa
 
-    from mvid.stages.select import Select, SelectParams
-    from mvid.stages.shard import Shard, ShardParams
+    from mvid.stages.select import SelectParams
+    from mvid.stages.shard import ShardParams
 
     u, done, k = _chain(i, work, stages, fps)
     shard, key = Shard(ShardParams(**sink), ctx), digest([k, key])

@@ -18,7 +18,8 @@ def shortfall(stages: list[StageParams], have: dict) -> dict:
     `have` (Ray's resource totals) lacks."""
     from mvid.stages import REGISTRY
 
-    pools, tasks = {}, {}
+    pools: dict[str, float] = {}
+    tasks: dict[str, float] = {}
     for p in stages:
         kind, r = REGISTRY[p.name], p.resources
         if kind.barrier or kind.sink:  # they run after the stream
@@ -101,7 +102,7 @@ class RayExecutor:
         models as their actors start; those before it hold valid parts of every unit and load on demand."""
         from mvid.stages import REGISTRY
 
-        for i, (p, fp) in enumerate(zip(stages, fps)):
+        for i, (p, fp) in enumerate(zip(stages, fps, strict=True)):
             res = p.resources
             args = (p.name, p.model_dump(), ctx, fp, force.get(p.name), i >= first)
             kw = dict(batch_size=1, batch_format="pyarrow", num_cpus=res.cpus, zero_copy_batch=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import queue
@@ -131,36 +132,41 @@ def frames(
         "rgb24",
         "pipe:",
     ]
-    err = tempfile.TemporaryFile()
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=err)
-    fired = threading.Event()
-    timer = threading.Timer(timeout, lambda: (fired.set(), proc.kill()))
-    timer.start()
-    q: queue.Queue = queue.Queue(maxsize=8)
-    frame = w * h * 3
+    with tempfile.TemporaryFile() as err:  # ffmpeg's messages, for a failure's reason
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=err)
+        out = proc.stdout
+        assert out is not None
+        fired = threading.Event()
 
-    def read():
-        while b := proc.stdout.read(frame * chunk):
-            q.put(np.frombuffer(b[: len(b) - len(b) % frame], np.uint8).reshape(-1, h, w, 3))
-        q.put(None)
+        def expire() -> None:
+            fired.set()
+            proc.kill()
 
-    reader = threading.Thread(target=read, daemon=True)
-    reader.start()
-    try:
-        while (c := q.get()) is not None:
-            yield c
-        rc = proc.wait()
-    finally:
-        timer.cancel()
-        proc.kill()
-        while reader.is_alive():  # unblock the reader if the consumer stopped early
-            try:
-                q.get(timeout=0.1)
-            except queue.Empty:
-                pass
-        proc.wait()
-        proc.stdout.close()
-    if fired.is_set():
-        raise StageError("ffmpeg_timeout", f"decoding took longer than {timeout:.0f}s")
-    if rc:
-        raise _fail("decode_failed", _tail(err))
+        timer = threading.Timer(timeout, expire)
+        timer.start()
+        q: queue.Queue = queue.Queue(maxsize=8)
+        frame = w * h * 3
+
+        def read():
+            while b := out.read(frame * chunk):
+                q.put(np.frombuffer(b[: len(b) - len(b) % frame], np.uint8).reshape(-1, h, w, 3))
+            q.put(None)
+
+        reader = threading.Thread(target=read, daemon=True)
+        reader.start()
+        try:
+            while (c := q.get()) is not None:
+                yield c
+            rc = proc.wait()
+        finally:
+            timer.cancel()
+            proc.kill()
+            while reader.is_alive():  # unblock the reader if the consumer stopped early
+                with contextlib.suppress(queue.Empty):
+                    q.get(timeout=0.1)
+            proc.wait()
+            out.close()
+        if fired.is_set():
+            raise StageError("ffmpeg_timeout", f"decoding took longer than {timeout:.0f}s")
+        if rc:
+            raise _fail("decode_failed", _tail(err))

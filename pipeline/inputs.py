@@ -28,7 +28,7 @@ class InputError(ValueError):
     pass
 
 
-def _rows(spec: Path) -> Iterator[dict]:
+def _rows(spec: Path) -> Iterator[tuple[int, dict]]:
     if spec.suffix == ".jsonl":
         with open(spec) as f:
             for n, line in enumerate(f, 1):
@@ -104,7 +104,10 @@ def write_units(spec: str, work: Path, per_unit: int) -> tuple[int, int]:
     path = work / FILE
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{FILE}.{os.getpid()}.tmp")
-    seen, ids, units, videos, chunk = set(), {}, 0, 0, []
+    seen: set[str] = set()
+    ids: dict[str, str] = {}
+    chunk: list[dict] = []
+    units = videos = 0
 
     def flush(w):
         nonlocal units, chunk

@@ -39,7 +39,8 @@ class Media:
     """Read members of media tars, each tar opened once."""
 
     def __init__(self, work: Path):
-        self.work, self.open = Path(work), {}
+        self.work = Path(work)
+        self.open: dict[str, tarfile.TarFile] = {}
 
     def __enter__(self):
         return self
@@ -50,8 +51,11 @@ class Media:
 
     def read(self, tar: str, member: str) -> bytes:
         if tar not in self.open:
-            self.open[tar] = tarfile.open(self.work / tar)
-        return self.open[tar].extractfile(member).read()
+            self.open[tar] = tarfile.open(self.work / tar)  # noqa: SIM115 - kept open, closed by __exit__
+        f = self.open[tar].extractfile(member)
+        if f is None:
+            raise KeyError(f"{tar}: {member} is not a file")
+        return f.read()
 
     def unpack(self, tar: str, member: str, dest: Path) -> str:
         """The member as a file under dest (for models that read paths); its path."""

@@ -100,7 +100,7 @@ class Runner:
         st, videos = self.stage, u["videos"]
         live = [v for v in videos if not v["failed"]]
         if st.key == "video_id":
-            for v, res in zip(live, self.guarded(u["unit"], live)):
+            for v, res in zip(live, self.guarded(u["unit"], live), strict=True):
                 self.stamp(res)
                 if res.records:
                     R.check(res.records[0], R.VIDEO, f"stage {st.name}")
@@ -115,8 +115,8 @@ class Runner:
                 results = self.guarded(u["unit"], [self.unpacked(it, md, Path(tmp)) for _, it in items])
         else:
             results = self.guarded(u["unit"], [it for _, it in items])
-        clips = {id(v): [] for v in live}
-        for (v, it), res in zip(items, results):
+        clips: dict[int, list[dict]] = {id(v): [] for v in live}
+        for (v, it), res in zip(items, results, strict=True):
             self.stamp(res)
             v["rejects"] = v["rejects"] + res.rejects
             for r in res.records:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar, Generic, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, PositiveInt, field_validator
 
@@ -118,7 +118,10 @@ def identity(path: str) -> dict:
     }
 
 
-class Stage:
+P = TypeVar("P", bound=StageParams)
+
+
+class Stage(Generic[P]):
     name: ClassVar[str]
     Params: ClassVar[type[StageParams]] = StageParams
     # Raise it when a change to the stage's code changes what it makes: its cached parts are then recomputed.
@@ -137,11 +140,11 @@ class Stage:
     # Params fields that hold a ModelSpec -> the model role they fill (see models/__init__.py).
     models: ClassVar[dict[str, str]] = {}
 
-    def __init__(self, params: StageParams, ctx: Ctx):
+    def __init__(self, params: P, ctx: Ctx):
         self.p, self.ctx = params, ctx
 
     def adapters(self) -> dict:
-        """This stage's model adapters, files resolved but not loaded (ModelMissing names the role)."""
+        """This stage's model adapters, files resolved but not loaded (ModelMissingError names the role)."""
         from mvid.models import build
 
         return {f: build(role, getattr(self.p, f)) for f, role in self.models.items()}

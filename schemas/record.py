@@ -13,24 +13,24 @@ from collections.abc import Callable
 
 import pyarrow as pa
 
-S, F, I, B = pa.string(), pa.float64(), pa.int64(), pa.bool_()
+S, F, INT, B = pa.string(), pa.float64(), pa.int64(), pa.bool_()
 TEXTS = pa.map_(S, S)
 SEGMENT = pa.struct([("start", F), ("end", F), ("text", S), ("no_speech_prob", F), ("avg_logprob", F)])
 PROBE = pa.struct(
     [
         ("format", S),
         ("duration", F),
-        ("bytes", I),
-        ("width", I),
-        ("height", I),
-        ("rotation", I),
+        ("bytes", INT),
+        ("width", INT),
+        ("height", INT),
+        ("rotation", INT),
         ("fps", F),
         ("avg_fps", F),
         ("vcodec", S),
         ("start_time", F),
         ("pix_fmt", S),
         ("acodec", S),
-        ("sample_rate", I),
+        ("sample_rate", INT),
         ("capped_at", F),
     ]
 )
@@ -65,9 +65,9 @@ VIDEO: dict[str, tuple[pa.DataType, str, str]] = {
 }
 CLIP: dict[str, tuple[pa.DataType, str, str]] = {
     "clip_id": (S, "split", "<video_id>-<index>, safe as a WebDataset key"),
-    "clip_index": (I, "split", "index of the clip in its video"),
-    "start_frame": (I, "split", "first frame of the clip (inclusive)"),
-    "end_frame": (I, "split", "last frame of the clip (exclusive)"),
+    "clip_index": (INT, "split", "index of the clip in its video"),
+    "start_frame": (INT, "split", "first frame of the clip (inclusive)"),
+    "end_frame": (INT, "split", "last frame of the clip (exclusive)"),
     "start": (F, "split", "start time in seconds"),
     "end": (F, "split", "end time in seconds"),
     "duration": (F, "split", "clip length in seconds"),
@@ -77,8 +77,8 @@ CLIP: dict[str, tuple[pa.DataType, str, str]] = {
     "clip_path": (S, "extract", "the clip's mp4: a member of the video's media tar"),
     "audio_path": (S, "extract", "16 kHz mono wav member of the media tar, None without audio"),
     "frame_paths": (pa.list_(S), "extract", "uniformly sampled jpg frames: members of the media tar"),
-    "frame_size": (pa.list_(I), "extract", "width, height of the sampled frames"),
-    "media_bytes": (I, "extract", "bytes of clip, audio and frames: the sample's shard footprint"),
+    "frame_size": (pa.list_(INT), "extract", "width, height of the sampled frames"),
+    "media_bytes": (INT, "extract", "bytes of clip, audio and frames: the sample's shard footprint"),
     "transcript": (
         TRANSCRIPT,
         "asr",
@@ -123,7 +123,7 @@ REJECT: dict[str, tuple[pa.DataType, str, str]] = {
     "kind": (S, "any", "error (something failed) or drop (policy)"),
     "trace": (S, "any", "the end of the traceback of an unexpected exception"),
     "clip_score": (F, "select", "the score of a dropped clip"),
-    "frames": (pa.list_(I), "split", "[first, end) frames of a dropped shot"),
+    "frames": (pa.list_(INT), "split", "[first, end) frames of a dropped shot"),
 }
 
 

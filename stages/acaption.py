@@ -18,7 +18,7 @@ class AcaptionParams(StageParams):
 
 
 @register
-class Acaption(Stage):
+class Acaption(Stage[AcaptionParams]):
     name = "acaption"
     Params = AcaptionParams
     requires = ("clip_id", "has_audio", "audio_path")
@@ -30,7 +30,7 @@ class Acaption(Stage):
     def process_batch(self, recs):
         m = self.m["model"]
         todo = [r for r in recs if r["has_audio"]]
-        caps = dict(zip((r["clip_id"] for r in todo), m([{"audio": r["audio_path"]} for r in todo])))
+        caps = dict(zip((r["clip_id"] for r in todo), m([{"audio": r["audio_path"]} for r in todo]), strict=True))
         return [
             Result.ok(
                 with_caption(r, "A", caps[r["clip_id"]], m.name)

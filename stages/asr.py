@@ -48,7 +48,7 @@ def supplied(rec: dict) -> dict | None:
 
 
 @register
-class Asr(Stage):
+class Asr(Stage[AsrParams]):
     name = "asr"
     Params = AsrParams
     requires = ("clip_id", "has_audio", "audio_path", "start", "end")
@@ -72,7 +72,7 @@ class Asr(Stage):
                 todo.append(r)
             out.append(r)
         asr = self.m["model"]
-        for r, a in zip(todo, asr([{"audio": r["audio_path"]} for r in todo])):
+        for r, a in zip(todo, asr([{"audio": r["audio_path"]} for r in todo]), strict=True):
             r["models"]["transcript"] = asr.name
             if a["reason"]:
                 r["reasons"]["S"] = a["reason"]  # silence or no_speech

@@ -24,7 +24,7 @@ class ClipscoreParams(StageParams):
 
 
 @register
-class Clipscore(Stage):
+class Clipscore(Stage[ClipscoreParams]):
     name = "clipscore"
     Params = ClipscoreParams
     requires = ("clip_id", "frame_paths", "captions")
@@ -37,7 +37,7 @@ class Clipscore(Stage):
         m, p = self.m["model"], self.p
         res = m([{"frames": r["frame_paths"], "texts": {k: r["captions"].get(k) for k in p.captions}} for r in recs])
         out = []
-        for r, s in zip(recs, res):
+        for r, s in zip(recs, res, strict=True):
             scores = {k: round(float(v), 6) for k, v in s["scores"].items()}
             score = next((scores[k] for k in p.select_on if k in scores), None)
             r = {

@@ -41,7 +41,7 @@ def uniform(n: int, k: int) -> list[int]:
 
 
 @register
-class Extract(Stage):
+class Extract(Stage[ExtractParams]):
     name = "extract"
     Params = ExtractParams
     key = "video_id"

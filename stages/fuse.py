@@ -6,6 +6,8 @@ retried once, then recorded as that caption's failure. Makes captions.{A,V,S,AV,
 
 from __future__ import annotations
 
+import contextlib
+
 from mvid.models import prompts
 from mvid.models.base import ModelSpec
 from mvid.pipeline.stage import Result, Stage, StageParams
@@ -42,7 +44,7 @@ def plan(rec: dict) -> tuple[dict, dict, list[str]]:
 
 
 @register
-class Fuse(Stage):
+class Fuse(Stage[FuseParams]):
     name = "fuse"
     Params = FuseParams
     requires = ("clip_id",)
@@ -56,16 +58,14 @@ class Fuse(Stage):
         jobs = [(i, kind) for i, (caps, _, todo) in enumerate(plans) for kind in todo]
         answers: dict[tuple[int, str], str] = {}
         for _ in range(2):  # one retry for malformed answers
-            todo = [j for j in jobs if j not in answers]
-            if not todo:
+            ask = [j for j in jobs if j not in answers]
+            if not ask:
                 break
-            for j, a in zip(todo, llm([prompts.fusion(kind, plans[i][0]) for i, kind in todo])):
-                try:
+            for j, a in zip(ask, llm([prompts.fusion(kind, plans[i][0]) for i, kind in ask]), strict=True):
+                with contextlib.suppress(ValueError):  # malformed: asked again
                     answers[j] = prompts.parse_caption(a)
-                except ValueError:
-                    pass
         out = []
-        for i, (r, (caps, reasons, todo)) in enumerate(zip(recs, plans)):
+        for i, (r, (caps, reasons, todo)) in enumerate(zip(recs, plans, strict=True)):
             caps, models = dict(caps), dict(r.get("models") or {})
             for kind in todo:
                 if (i, kind) in answers:

@@ -16,7 +16,7 @@ class LidParams(StageParams):
 
 
 @register
-class Lid(Stage):
+class Lid(Stage[LidParams]):
     name = "lid"
     Params = LidParams
     requires = ("clip_id", "transcript")
@@ -27,7 +27,7 @@ class Lid(Stage):
     def process_batch(self, recs):
         lid = self.m["model"]
         todo = [r for r in recs if r["transcript"]]
-        found = dict(zip((r["clip_id"] for r in todo), lid([r["transcript"]["text"] for r in todo])))
+        found = dict(zip((r["clip_id"] for r in todo), lid([r["transcript"]["text"] for r in todo]), strict=True))
         return [
             Result.ok(
                 {

@@ -51,7 +51,7 @@ def summarize(info: dict) -> dict:
 
 
 @register
-class Probe(Stage):
+class Probe(Stage[ProbeParams]):
     name = "probe"
     Params = ProbeParams
     key = "video_id"

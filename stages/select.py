@@ -63,7 +63,8 @@ def within(u: np.ndarray, prefix: int, shift: int) -> np.ndarray:
 
 def near_duplicates(clips: list[dict], limit: float) -> dict[str, str]:
     """clip_id -> the better-scored clip of the same video it duplicates (clips of one video)."""
-    kept, dup = [], {}
+    kept: list[tuple[str, np.ndarray]] = []
+    dup: dict[str, str] = {}
     for c in sorted(clips, key=rank):
         e = np.asarray(c["clip_emb"], np.float32)
         twin = next((k for k, ke in kept if float(e @ ke) > limit), None)
@@ -77,9 +78,9 @@ def near_duplicates(clips: list[dict], limit: float) -> dict[str, str]:
 def cutoff(count, hist, fetch, n: int) -> tuple[int, str] | None:
     """The n-th best (order key, clip_id) of the pool, exactly, in a few passes over the score column:
     radix select, 16 bits of the order key a pass, until at most LIMIT candidates share the prefix (a small pool
-    at once); those are fetched and sorted. count() is the pool size; hist(prefix, shift) counts pool clips by the 16 bits below
-    `shift` among those whose key >> (shift + 16) == prefix; fetch(prefix, shift) returns (key, clip_id) of the
-    clips whose key >> shift == prefix. None: keep the whole pool."""
+    at once); those are fetched and sorted. count() is the pool size; hist(prefix, shift) counts pool clips by the
+    16 bits below `shift` among those whose key >> (shift + 16) == prefix; fetch(prefix, shift) returns
+    (key, clip_id) of the clips whose key >> shift == prefix. None: keep the whole pool."""
     total = count()
     if n >= total:
         return None
@@ -100,7 +101,7 @@ def cutoff(count, hist, fetch, n: int) -> tuple[int, str] | None:
 
 
 @register
-class Select(Stage):
+class Select(Stage[SelectParams]):
     name = "select"
     Params = SelectParams
     requires = ("clip_id", "clip_score", "clip_emb")
@@ -108,7 +109,7 @@ class Select(Stage):
 
     def n(self, pool: int) -> int:
         p = self.p
-        return p.top_n if p.top_n is not None else math.ceil(p.quantile * pool)
+        return p.top_n if p.top_n is not None else math.ceil((p.quantile or 1.0) * pool)
 
     def dups(self, video: dict) -> dict[str, str]:
         return near_duplicates(video["clips"], self.p.dedup) if self.p.dedup else {}

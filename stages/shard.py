@@ -48,7 +48,7 @@ def sample_json(rec: dict) -> dict:
 
 
 @register
-class Shard(Stage):
+class Shard(Stage[ShardParams]):
     name = "shard"
     Params = ShardParams
     requires = ("clip_id", "clip_path", "frame_paths")
@@ -137,7 +137,10 @@ class Shard(Stage):
         """Manifest and shard lists from the written shards (in unit order); stale files are removed last."""
         out = self.ctx.out
         entries = [S.ShardEntry(**d["entry"]) for d in done]
-        fields, models, failures, per = Counter(), {}, Counter(), Counter()
+        fields: Counter[str] = Counter()
+        failures: Counter[str] = Counter()
+        per: Counter[str] = Counter()
+        models: dict[str, str] = {}
         for d in done:
             st = d["stats"]
             fields.update(st["fields"])
@@ -177,15 +180,15 @@ class Shard(Stage):
         atomic_write(out / S.WDS, json.dumps(wds, indent=1).encode())  # JSON is valid YAML
         atomic_write(out / S.MANIFEST, man.model_dump_json(indent=1).encode())
         keep = {Path(e.name).stem for e in entries}
-        for d in (S.SHARD_DIR, S.INDEX, S.FAILURES):
-            for p in (out / d).glob("*"):
+        for folder in (S.SHARD_DIR, S.INDEX, S.FAILURES):
+            for p in (out / folder).glob("*"):
                 if p.name.split(".")[0] not in keep:
                     p.unlink()
         return man
 
 
 def stats(videos: list[dict], samples: list[dict]) -> dict:
-    fields = Counter()
+    fields: Counter[str] = Counter()
     for r in samples:
         fields.update(S.members(r).keys())
         fields.update(k for k, v in sample_json(r).items() if v not in ("", [], {}))

@@ -7,6 +7,7 @@ equal pieces no longer than max_clip_s."""
 from __future__ import annotations
 
 import math
+from itertools import pairwise
 from typing import Literal
 
 import numpy as np
@@ -53,12 +54,12 @@ def pieces(start: int, end: int, max_len: int) -> list[tuple[int, int]]:
     """Cut [start, end) into the fewest equal pieces of at most max_len frames."""
     k = math.ceil((end - start) / max_len)
     b = [start + round(i * (end - start) / k) for i in range(k + 1)]
-    return list(zip(b[:-1], b[1:]))
+    return list(pairwise(b))
 
 
 def cuts(spans: list[tuple[int, int]]) -> list[int]:
     """Cut positions between consecutive [start, end] scenes: the middle of the frames left between them."""
-    return [(e + s + 1) // 2 for (_, e), (s, _) in zip(spans, spans[1:])]
+    return [(e + s + 1) // 2 for (_, e), (s, _) in pairwise(spans)]
 
 
 def true_cuts(truth: dict) -> list[tuple[int, int]]:
@@ -79,7 +80,7 @@ def f1(found: list[int], truth: list[tuple[int, int]], tol: int = 2) -> float:
 
 
 @register
-class Split(Stage):
+class Split(Stage[SplitParams]):
     name = "split"
     Params = SplitParams
     key = "video_id"
@@ -104,7 +105,8 @@ class Split(Stage):
         probs = self.model(chunks)
         if not len(probs):
             raise StageError("no_frames", "the video decoded to no frames")
-        res, clips = Result(), []
+        res = Result()
+        clips: list[dict] = []
         min_len, max_len = math.ceil(p.min_clip_s * fps), max(1, int(p.max_clip_s * fps))
         for s, e in scenes(probs, p.threshold):
             if e + 1 - s < max(min_len, 1):

@@ -34,7 +34,7 @@ def route(language: str | None, confidence: float, threshold: float = 0.95) -> s
 
 
 @register
-class Translate(Stage):
+class Translate(Stage[TranslateParams]):
     name = "translate"
     Params = TranslateParams
     requires = ("clip_id", "transcript", "lid")
@@ -62,8 +62,8 @@ class Translate(Stage):
             ]
         )
         done = [(r, "none", r["transcript"]["text"], None) for r in groups["none"]]
-        done += [(r, "seamless", t, sm.name) for r, t in zip(groups["seamless"], texts)]
-        done += [(r, "llm", t, llm.name) for r, t in zip(groups["llm"], self.by_llm(groups["llm"]))]
+        done += [(r, "seamless", t, sm.name) for r, t in zip(groups["seamless"], texts, strict=True)]
+        done += [(r, "llm", t, llm.name) for r, t in zip(groups["llm"], self.by_llm(groups["llm"]), strict=True)]
         for r, who, text, model in done:
             if text is None:
                 r["reasons"]["S"] = "translation_failed"
@@ -87,7 +87,7 @@ class Translate(Stage):
             answers = self.m["llm"](
                 [prompts.translation(recs[i]["transcript"]["text"], recs[i]["lid"]["language"]) for i in todo]
             )
-            for i, a in zip(list(todo), answers):
+            for i, a in zip(list(todo), answers, strict=True):
                 try:
                     out[i] = prompts.parse_translation(a)
                     todo.remove(i)

@@ -18,7 +18,7 @@ class VcaptionParams(StageParams):
 
 
 @register
-class Vcaption(Stage):
+class Vcaption(Stage[VcaptionParams]):
     name = "vcaption"
     Params = VcaptionParams
     requires = ("clip_id", "frame_paths")
@@ -30,4 +30,4 @@ class Vcaption(Stage):
     def process_batch(self, recs):
         m = self.m["model"]
         caps = m([{"frames": r["frame_paths"], "fps": r.get("fps")} for r in recs])
-        return [Result.ok(with_caption(r, "V", c, m.name)) for r, c in zip(recs, caps)]
+        return [Result.ok(with_caption(r, "V", c, m.name)) for r, c in zip(recs, caps, strict=True)]

@@ -12,7 +12,18 @@ from mvid.models.samples import make_cut_video, make_samples
 ROOT = Path(__file__).resolve().parents[1]
 
 
-@pytest.fixture(scope="session", autouse=True)
+# A test is slow (deselected by `pytest -m "not slow"`, the fast loop) when it needs one of these fixtures: models,
+# generated videos, or a pipeline run. Modules that run the pipeline mark themselves e2e too.
+SLOW = {"tiny_models", "samples", "cut_videos", "mvid", "shipped", "corpus"}
+
+
+def pytest_collection_modifyitems(items):
+    for item in items:
+        if SLOW & set(item.fixturenames):
+            item.add_marker(pytest.mark.slow)
+
+
+@pytest.fixture(scope="session")
 def tiny_models(tmp_path_factory):
     """Tiny random models of every role, built once per session; MVID_MODEL_DIR points at them for the
     session and the `mvid` subprocesses it starts (a clean clone has no models-tiny folder)."""
@@ -46,8 +57,15 @@ def cut_videos(tmp_path_factory):
     ]
 
 
+@pytest.fixture(autouse=True)
+def _models_for_e2e(request):
+    """Pipeline runs resolve their models through MVID_MODEL_DIR: e2e tests get the tiny ones."""
+    if request.node.get_closest_marker("e2e"):
+        request.getfixturevalue("tiny_models")
+
+
 @pytest.fixture(scope="session")
-def mvid():
+def mvid(tiny_models):
     """The `mvid` command in a subprocess, as a user runs it."""
 
     def run(*args, check=True, **kw) -> subprocess.CompletedProcess:

@@ -27,6 +27,8 @@ from mvid.models.samples import make_cut_video
 from mvid.schemas import record as R
 from mvid.schemas import shard as S
 
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+
 ROOT = Path(__file__).resolve().parents[1]
 DOCKER = ROOT / "docker"
 IMAGE = "REGISTRY/mvid:gpu"

@@ -53,7 +53,7 @@ def test_bad_files(tmp_path):
     with pytest.raises(ConfigError, match="must be the sink"):
         config.load(str(tmp_path / "b.yaml"))
     (tmp_path / "c.yaml").write_text("stages: [unclosed")
-    with pytest.raises(ConfigError, match="c.yaml: not valid YAML"):
+    with pytest.raises(ConfigError, match=r"c\.yaml: not valid YAML"):
         config.load(str(tmp_path / "c.yaml"))
     with pytest.raises(ConfigError, match="no such profile"):
         config.load("nosuch")

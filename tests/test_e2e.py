@@ -21,6 +21,8 @@ from mvid.schemas import record as R
 from mvid.schemas import shard as S
 from mvid.stages.shard import compact
 
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+
 SUBSET = ["cuts.mp4", "speech_de.mp4", "noaudio.mp4"]
 
 
@@ -207,6 +209,7 @@ def test_resume_after_killed_driver_equals_uninterrupted(samples, tmp_path, mvid
     for sa, sb in zip(
         wds.WebDataset(str(tmp_path / "a/out" / a["pattern"]), shardshuffle=False),
         wds.WebDataset(str(tmp_path / "b/out" / b["pattern"]), shardshuffle=False),
+        strict=True,
     ):
         assert sa["__key__"] == sb["__key__"]
         assert {k: v for k, v in sa.items() if not k.startswith("__")} == {

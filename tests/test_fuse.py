@@ -80,7 +80,7 @@ def test_malformed_answer_is_retried_once_then_recorded(fuse, monkeypatch):
         def __call__(self, convs):
             calls.append(len(convs))
             answers = real(convs)
-            return ["USER: broken"] + answers[1:] if len(calls) == 1 else ["<speech>still broken</speech>"] * len(convs)
+            return ["USER: broken", *answers[1:]] if len(calls) == 1 else ["<speech>still broken</speech>"] * len(convs)
 
     monkeypatch.setitem(fuse.m, "llm", Faulty())
     (res,) = fuse.process_batch([rec(0, **FULL)])

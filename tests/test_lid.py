@@ -2,7 +2,7 @@
 
 import pytest
 
-from mvid.models.base import ModelMissing, ModelSpec
+from mvid.models.base import ModelMissingError, ModelSpec
 from mvid.models.lid import FastTextLID, packaged
 from mvid.models.samples import SENTENCES
 
@@ -37,5 +37,5 @@ def test_mixed_text_is_less_confident(lid):
 
 
 def test_other_models_are_not_replaced(tmp_path):
-    with pytest.raises(ModelMissing):
+    with pytest.raises(ModelMissingError):
         FastTextLID(ModelSpec(backend="fasttext", model=str(tmp_path / "lid.176.bin")))

@@ -16,6 +16,7 @@ import threading
 import time
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
+from typing import ClassVar
 
 import psutil
 import pytest
@@ -28,6 +29,8 @@ from mvid.pipeline.stage import Ctx
 from mvid.pipeline.store import Parts
 from mvid.schemas import record as R
 from mvid.schemas import shard as S
+
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 ROOT = Path(__file__).resolve().parents[1]
 RECIPE = """
@@ -160,7 +163,7 @@ def make_corpus(d: Path, secret: Path, url: str) -> dict[str, str]:
 
 
 class Watch(BaseHTTPRequestHandler):
-    hits: list = []
+    hits: ClassVar[list] = []
 
     def do_GET(self):
         Watch.hits.append(self.path)

@@ -12,6 +12,8 @@ from mvid.pipeline.config import load
 from mvid.pipeline.dag import Pipeline
 from mvid.pipeline.executor import RayExecutor
 
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+
 RECIPE = """
 input: {root}/in.jsonl
 work_dir: {root}/work

@@ -92,7 +92,7 @@ def test_truth_and_input_list(corpus):
 
 def test_cuts_match_the_pictures(corpus):
     """Frame differences jump exactly at the true hard cuts and stay low elsewhere (dissolves blend)."""
-    dest, entries = corpus
+    dest, _ = corpus
     truth = json.loads((dest / "truth.json").read_text())
     for name in ("cuts.mp4", "dissolve.mp4", "noise.mp4", "noaudio.mp4"):
         t = truth[name]
@@ -150,5 +150,5 @@ def test_errors(tmp_path):
         make_cut_video(tmp_path / "v.mp4", [10, 5], transition=("dissolve", 5))
     with pytest.raises(ValueError, match="transition"):
         make_cut_video(tmp_path / "v.mp4", [10, 5, 5], transition=[None])
-    with pytest.raises(RuntimeError, match="ffmpeg .*v.nope"):  # names the failing command
+    with pytest.raises(RuntimeError, match=r"ffmpeg .*v\.nope"):  # names the failing command
         make_cut_video(tmp_path / "v.nope", [5])

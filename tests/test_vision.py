@@ -131,7 +131,7 @@ def test_vllm_backend(env):
     for mod in ("vllm", "torchvision"):  # vLLM's Qwen2-VL model code imports torchvision
         try:
             importlib.import_module(mod)
-        except Exception as e:
+        except (ImportError, RuntimeError, OSError) as e:
             pytest.skip(f"vLLM's Qwen2-VL needs vllm and a working torchvision: {mod}: {type(e).__name__}: {e}")
     path, a, _ = env
     a_ = backends("vcaption")["vllm"](
