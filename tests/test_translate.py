@@ -74,13 +74,16 @@ def test_text_to_text(folder):
     out = a(items)
     assert len(out) == 5 and all(isinstance(t, str) and t for t in out)
     assert out[1] == "The weather is nice."  # already English: passed through untouched
+    assert a(items[4:]) == out[4:]  # each translation is its own: grouping by language, batching, order
     assert "Heute" not in out[0]  # decoded from generated ids, not the input
 
 
 def test_speech_to_text(folder, wavs):
     a = loaded(folder, mode="speech")
-    out = a([{"text": "", "src_lang": "de", "audio": wavs[0]}, {"text": "", "src_lang": "es", "audio": wavs[1]}])
+    items = [{"text": "", "src_lang": "de", "audio": wavs[0]}, {"text": "", "src_lang": "es", "audio": wavs[1]}]
+    out = a(items)
     assert len(out) == 2 and all(isinstance(t, str) and t for t in out)
+    assert a(items[1:]) == out[1:]
     with pytest.raises(ValueError, match="audio"):
         a([{"text": "x", "src_lang": "de"}])
 
