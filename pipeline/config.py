@@ -29,6 +29,10 @@ class Config(BaseModel):
     model_config = ConfigDict(extra="forbid")
     profile: str = "custom"
     input: str | None = None  # folder, glob, or a .parquet/.csv/.jsonl list
+    # A folder's symlinks to targets outside it are refused (outside_input) unless follow_symlinks.
+    follow_symlinks: bool = False
+    # A list's or a glob's paths may point anywhere, unless input_root confines them (outside_input).
+    input_root: Path | None = None
     work_dir: Path = Path("work")
     output_dir: Path = Path("out")
     ray: RayConfig = RayConfig()

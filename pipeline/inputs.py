@@ -1,42 +1,89 @@
 """Inputs: a folder or glob of videos, or a Parquet/CSV/JSONL list with `path` and optional `video_id`,
 `transcript` (a string, or segments [{start, end, text}] in video seconds) and `language`.
 
-The listing streams once into work/inputs.parquet: one row group per unit of `per_unit` consecutive videos,
-which every stage then reads as a Ray Dataset. Paths are made absolute, duplicates kept once, ids made stable;
-a listed file that is missing or not a regular file is a failed video of its unit, with its reason."""
+Every entry of the input gets exactly one record, numbered by its `row` (a list's row, or an entry of the folder
+walk in sorted order): a video to process, or a failed or dropped input with its reason. A list row is validated
+on its own (`bad_input_row`); in a folder every file counts (`not_a_video_extension` is a drop), and a symlink
+out of the folder is refused (`outside_input`) before anything opens it, unless `follow_symlinks`. A list names
+its files on purpose, so its paths may point anywhere, unless `input_root` confines them.
+
+The listing streams once into work/inputs.parquet: one row group per unit of `per_unit` consecutive entries,
+which every stage then reads as a Ray Dataset. Duplicates are found after it, from keys made in Ray tasks
+(pipeline/dag.py): the same path, the same given video_id, or the same content (size, first and last MiB); the
+first by input order stays, the others get a record, kept in work/duplicates.parquet and applied by read_unit."""
 
 from __future__ import annotations
 
+import contextlib
 import glob
+import hashlib
 import json
 import os
+import stat
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Annotated
 
+import numpy as np
+import pyarrow as pa
 import pyarrow.parquet as pq
+from pydantic import BaseModel, BeforeValidator, ConfigDict, StrictFloat, StrictInt, StrictStr, ValidationError
 
 from mvid.pipeline.stage import reject_of
-from mvid.pipeline.store import digest
+from mvid.pipeline.store import atomic_write, digest, parquet_bytes
 from mvid.schemas import record as R
 
 VIDEO_EXT = {".mp4", ".mkv", ".webm", ".mov", ".avi", ".m4v", ".flv", ".ts", ".mpg", ".mpeg", ".wmv", ".3gp"}
 LISTS = {".parquet", ".csv", ".jsonl"}
 FILE = "inputs.parquet"
+DUPS = "duplicates.parquet"
+MIB = 1 << 20
+# Duplicate kinds, strongest first: an entry that is two kinds of duplicate gets the first one's record.
+KINDS = (
+    ("path", "duplicate_input", "drop", "the same file as row {row} ({path})"),
+    ("video_id", "duplicate_video_id", "error", "video_id {video_id!r} is already used by row {row} ({path})"),
+    ("content", "duplicate_content", "drop", "the same bytes as row {row} ({path})"),
+)
 
 
 class InputError(ValueError):
-    pass
+    """The input as a whole cannot be read (a list file that does not parse, nothing found): the run stops."""
 
 
-def _rows(spec: Path) -> Iterator[tuple[int, dict]]:
+def _none_if_empty(v):
+    return None if v == "" else v  # CSV has no null: an empty cell is a missing value
+
+
+Opt = Annotated[StrictStr | None, BeforeValidator(_none_if_empty)]
+Number = StrictFloat | StrictInt
+
+
+class Segment(BaseModel):
+    start: Number
+    end: Number
+    text: StrictStr
+
+
+class Row(BaseModel):
+    """One row of an input list, checked on its own: a bad row becomes a bad_input_row record."""
+
+    model_config = ConfigDict(extra="ignore")
+    path: StrictStr
+    video_id: Opt = None
+    transcript: Annotated[StrictStr | list[Segment] | None, BeforeValidator(_none_if_empty)] = None
+    language: Opt = None
+
+
+def _rows(spec: Path) -> Iterator[tuple[int, object]]:
+    """(row number, raw row) of a list; a line that is not JSON is a row too (it fails validation)."""
     if spec.suffix == ".jsonl":
-        with open(spec) as f:
+        with open(spec, errors="replace") as f:
             for n, line in enumerate(f, 1):
                 if line.strip():
                     try:
                         yield n, json.loads(line)
                     except json.JSONDecodeError as e:
-                        raise InputError(f"{spec}:{n}: not valid JSON: {e}") from None
+                        yield n, f"not valid JSON: {e}"
         return
     import pyarrow.csv as pcsv
 
@@ -51,91 +98,252 @@ def _rows(spec: Path) -> Iterator[tuple[int, dict]]:
         raise InputError(f"{spec}: cannot read the input list: {e}") from None
 
 
-def listing(spec: str) -> Iterator[dict]:
-    """Input rows, in order, one at a time: nothing is held for the whole corpus."""
+def _why(e: ValidationError) -> str:
+    err = e.errors()[0]
+    where = ".".join(map(str, err["loc"])) or "row"
+    return f"{where}: {err['msg']}" + (f" (and {len(e.errors()) - 1} more)" if len(e.errors()) > 1 else "")
+
+
+def _row(n: int, raw: object, spec: Path) -> dict:
+    """An entry of a list: its validated row, or the reason it is bad. A row without a usable path is named by
+    the list and its row number (<list>:<row>) in its record."""
+    where = {"row": n, "path": None, "where": f"{spec}:{n}"}
+    if isinstance(raw, str):
+        return {**where, "reject": ("bad_input_row", raw, "error")}
+    try:
+        r = Row.model_validate(raw)
+    except ValidationError as e:
+        return {**where, "reject": ("bad_input_row", _why(e), "error")}
+    if not r.path.strip() or "\0" in r.path:
+        return {**where, "reject": ("bad_input_row", "path: empty, or holds a NUL byte", "error")}
+    q = Path(r.path).expanduser()
+    return {**where, "path": str(q if q.is_absolute() else spec.parent / q), "given": r}
+
+
+def _file(path: str) -> tuple | None:
+    """Why a path found in a folder or by a glob is not a video to read; None when it is one."""
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        return "missing_file", "a broken symlink", "error"
+    if stat.S_ISDIR(mode) or not stat.S_ISREG(mode):
+        return "not_a_file", "a folder, device or pipe, not a regular file", "error"
+    if Path(path).suffix.lower() not in VIDEO_EXT:
+        return "not_a_video_extension", f"not a video extension ({', '.join(sorted(VIDEO_EXT))})", "drop"
+    return None
+
+
+def _walk(folder: Path, root: Path, follow: bool, seen: set[Path]) -> Iterator[tuple[str, tuple | None]]:
+    """Every entry under folder, in sorted order: (path, None) for a video, (path, reject) for the rest. A
+    symlink to a target outside root is refused unless follow; a folder is entered once."""
+    try:
+        with os.scandir(folder) as it:
+            entries = sorted(it, key=lambda e: e.name)
+    except OSError as err:
+        yield str(folder), ("unreadable_path", f"cannot list the folder: {err.strerror}", "error")
+        return
+    for e in entries:
+        try:
+            target = Path(e.path).resolve(strict=True)
+        except FileNotFoundError:
+            yield e.path, ("missing_file", "a broken symlink", "error")
+            continue
+        except (RuntimeError, OSError) as err:  # a symlink loop: RuntimeError before 3.13, OSError(ELOOP) after
+            yield e.path, ("symlink_loop", f"cannot resolve: {err}", "error")
+            continue
+        if e.is_symlink() and not follow and not target.is_relative_to(root):
+            yield e.path, ("outside_input", f"a symlink to {target}, outside the input folder {root}", "error")
+            continue
+        if target.is_dir():
+            if Path(e.name).suffix.lower() in VIDEO_EXT:
+                yield e.path, ("not_a_file", "a folder, device or pipe, not a regular file", "error")
+            if target not in seen:
+                seen.add(target)
+                yield from _walk(Path(e.path), root, follow, seen)
+            continue
+        yield e.path, _file(e.path)
+
+
+def listing(spec: str, follow_symlinks: bool = False, input_root: Path | None = None) -> Iterator[dict]:
+    """Every entry of the input, in order, one at a time: {row, path, given (a list's Row) or reject}."""
     p = Path(spec).expanduser()
     if p.is_file() and p.suffix in LISTS:
-        for n, r in _rows(p):
-            if not isinstance(r, dict) or not r.get("path"):
-                raise InputError(f"{p}: row {n} has no 'path'")
-            q = Path(str(r["path"])).expanduser()
-            yield {**r, "path": str(q if q.is_absolute() else p.parent / q)}
+        entries = (_row(n, raw, p) for n, raw in _rows(p))
     elif p.is_dir():
-        yield from ({"path": f} for f in _walk(p))
+        root = p.resolve()
+        walk = _walk(p, root, follow_symlinks, {root})
+        entries = ({"row": n, "path": f, "reject": why} for n, (f, why) in enumerate(walk, 1))
+        input_root = None  # the folder is the root
     else:
         found = sorted(glob.glob(str(p), recursive=True)) or ([str(p)] if p.is_file() else [])
-        yield from ({"path": f} for f in found)
-
-
-def _walk(root: Path) -> Iterator[str]:
-    """Video files under root, in sorted order, one folder at a time."""
-    with os.scandir(root) as it:
-        entries = sorted(it, key=lambda e: e.name)
+        entries = ({"row": n, "path": f, "reject": _file(f)} for n, f in enumerate(found, 1))
     for e in entries:
-        if e.is_dir():
-            yield from _walk(Path(e.path))
-        elif Path(e.name).suffix.lower() in VIDEO_EXT and e.is_file():
-            yield e.path
+        if input_root and e["path"] and not e.get("reject"):
+            target = Path(e["path"]).resolve()
+            if not target.is_relative_to(input_root.resolve()):
+                e["reject"] = ("outside_input", f"{target} is outside input_root {input_root}", "error")
+        yield e
 
 
-def video(r: dict) -> dict:
-    """The input row as a video record; a missing or odd file becomes a failed video with its reason."""
-    path = str(Path(r["path"]).resolve())
-    given = r.get("transcript")
+def video(e: dict) -> dict:
+    """An entry as a video record; one that is not a video to read is a failed video with its reason."""
+    given: Row | None = e.get("given")
+    why = e.get("reject")
+    path = e["path"] or e["where"]  # as found when refused: the record names the entry, not its target
+    if e["path"] and not why:
+        try:
+            path = str(Path(e["path"]).resolve())
+        except (RuntimeError, OSError):  # a symlink loop: RuntimeError before Python 3.13, OSError(ELOOP) after
+            why = why or ("symlink_loop", "cannot resolve the path", "error")
+    text = given.transcript if given else None
     rec = {
-        "video_id": R.video_id(path, r.get("video_id")),
+        "video_id": R.video_id(path, given.video_id if given else None),
         "path": path,
+        "row": e["row"],
         "failed": False,
         "clips": [],
         "rejects": [],
-        "input_language": r.get("language"),
-        "input_text": given if isinstance(given, str) else None,
-        "input_segments": given if isinstance(given, list) else None,
+        "input_language": given.language if given else None,
+        "input_text": text if isinstance(text, str) else None,
+        "input_segments": [s.model_dump() for s in text] if isinstance(text, list) else None,
     }
-    if not Path(path).is_file():
-        code, why = ("not_a_file", "not a regular file") if Path(path).exists() else ("missing_file", "no such file")
-        rec["failed"], rec["rejects"] = True, [reject_of(rec, code, f"{path}: {why}", stage="input")]
+    if not why and given:
+        why = _file(path)
+        if why and why[0] == "not_a_video_extension":
+            why = None  # a list names its files on purpose: probe decides what they hold
+        elif why and why[0] == "missing_file":
+            why = ("missing_file", "no such file", "error")
+    if why:
+        code, message, kind = why
+        rec["failed"], rec["rejects"] = True, [reject_of(rec, code, f"{path}: {message}", kind, stage="input")]
     return rec
 
 
-def write_units(spec: str, work: Path, per_unit: int) -> tuple[int, int]:
-    """Stream the listing into work/inputs.parquet, a row group per unit; returns (units, videos).
-    Known limit: the duplicate check holds one short hash per path and per id on the driver."""
+def write_units(
+    spec: str, work: Path, per_unit: int, follow_symlinks: bool = False, input_root: Path | None = None
+) -> tuple[int, int]:
+    """Stream the listing into work/inputs.parquet, a row group per unit; returns (units, entries)."""
     path = work / FILE
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{FILE}.{os.getpid()}.tmp")
-    seen: set[str] = set()
-    ids: dict[str, str] = {}
     chunk: list[dict] = []
-    units = videos = 0
+    units = entries = 0
 
     def flush(w):
         nonlocal units, chunk
         if chunk:
-            name = f"{units:06d}"
-            w.write_table(R.table([{"unit": name, "_k": digest(chunk), "videos": chunk}]))
+            w.write_table(R.table([{"unit": f"{units:06d}", "_k": digest(chunk), "videos": chunk}]))
             units, chunk = units + 1, []
 
     with pq.ParquetWriter(tmp, R.UNIT) as w:
-        for r in listing(spec):
-            v = video(r)
-            h = digest(v["path"])[:16]
-            if h in seen:
-                continue
-            seen.add(h)
-            if ids.setdefault(digest(v["video_id"])[:16], h) != h:
-                raise InputError(f"{spec}: video_id {v['video_id']!r} is used by more than one path ({v['path']})")
-            chunk.append(v)
-            videos += 1
+        for e in listing(spec, follow_symlinks, input_root):
+            chunk.append(video(e))
+            entries += 1
             if len(chunk) == per_unit:
                 flush(w)
         flush(w)
-    if not videos:
+    if not entries:
         tmp.unlink()
         raise InputError(f"{spec}: no videos found (a folder, a glob, or a {'/'.join(sorted(LISTS))} list)")
     os.replace(tmp, path)
-    return units, videos
+    return units, entries
 
 
-def read_unit(work: Path, i: int) -> dict:
-    return R.rows(pq.ParquetFile(work / FILE).read_row_group(i))[0]
+def listed(work: Path, i: int, head: bool = False) -> dict:
+    """Unit i as the listing wrote it, before duplicates are applied; head: its name and digest only."""
+    return R.rows(pq.ParquetFile(work / FILE).read_row_group(i, columns=["unit", "_k"] if head else None))[0]
+
+
+def read_unit(work: Path, i: int, head: bool = False) -> dict:
+    """Unit i with its duplicates failed as work/duplicates.parquet says; its digest covers them. head: the
+    name and digest alone, which is all that the caches are keyed by."""
+    u = listed(work, i, head)
+    d = work / DUPS
+    dups = pq.read_table(d, filters=[("unit", "=", u["unit"])]).to_pylist() if d.exists() else []
+    if dups:
+        u["_k"] = digest([u["_k"], dups])
+    for j in [] if head else dups:  # a duplicate's record is its only one: the rest is for the first to say
+        v = u["videos"][j["pos"]]
+        v["failed"], v["rejects"] = True, [reject_of(v, j["code"], j["message"], j["kind"], stage="input")]
+    return u
+
+
+def _h64(data: bytes) -> int:
+    return int.from_bytes(hashlib.blake2b(data, digest_size=8).digest(), "little")
+
+
+def content_key(path: str) -> int:
+    """64 bits of the file's size, first MiB and last MiB: equal for byte-identical files."""
+    with open(path, "rb") as f:
+        size = os.fstat(f.fileno()).st_size
+        head = f.read(MIB)
+        f.seek(max(0, size - MIB))
+        return _h64(size.to_bytes(8, "little") + head + f.read(MIB))
+
+
+def keys(u: dict) -> pa.Table:
+    """One row per (video, kind) of a unit: its position and 64-bit key. Content is read only for videos that
+    did not fail (a file that vanished meanwhile is left to probe)."""
+    rows = []
+    for pos, v in enumerate(u["videos"]):
+        rows.append((pos, 0, _h64(v["path"].encode())))
+        rows.append((pos, 1, _h64(v["video_id"].encode())))
+        if not v["failed"]:
+            with contextlib.suppress(OSError):
+                rows.append((pos, 2, content_key(v["path"])))
+    cols = list(zip(*rows, strict=True)) if rows else [(), (), ()]
+    types = (pa.int32(), pa.int8(), pa.uint64())
+    return pa.table({n: pa.array(c, t) for n, c, t in zip(("pos", "kind", "key"), cols, types, strict=True)})
+
+
+def write_duplicates(work: Path, per_unit: int, found: Iterator[dict]) -> int:
+    """From every key (rows of unit, pos, kind, key), the duplicates: each entry after the first, by input order,
+    with the same key, written to work/duplicates.parquet with the record it gets. Returns how many.
+    Known limit: the driver holds 17 bytes per key (three keys per entry) while it sorts them."""
+    order, kind, key = [], [], []
+    for t in found:
+        order.append(t["unit"] * per_unit + t["pos"])
+        kind.append(t["kind"])
+        key.append(t["key"])
+    o, k, h = (np.concatenate(x) if x else np.zeros(0, np.int64) for x in (order, kind, key))
+    done: dict[int, tuple[int, int]] = {}  # order of a duplicate -> (its kind, the order of the first)
+    for kid in range(len(KINDS)):
+        sel = k == kid
+        oo, hh = o[sel], h[sel].astype(np.uint64)
+        idx = np.lexsort((oo, hh))
+        oo, hh = oo[idx], hh[idx]
+        same = np.flatnonzero(hh[1:] == hh[:-1]) + 1  # an entry with the key of the one before it
+        first = oo.copy()
+        for i in same:  # runs are sorted by order: each run's first carries forward
+            first[i] = first[i - 1]
+        for i in same:
+            done.setdefault(int(oo[i]), (kid, int(first[i])))
+    rows, cache = [], {}
+    for dup in sorted(done):
+        kid, f = done[dup]
+        ui, pos = divmod(f, per_unit)
+        if ui not in cache:
+            cache = {ui: listed(work, ui)}  # sorted duplicates mostly name nearby firsts
+        v = cache[ui]["videos"][pos]
+        _, code, kind_, text = KINDS[kid]
+        du, dp = divmod(dup, per_unit)
+        rows.append(
+            {
+                "unit": f"{du:06d}",
+                "pos": dp,
+                "code": code,
+                "kind": kind_,
+                "message": text.format(row=v["row"], path=v["path"], video_id=v["video_id"]),
+            }
+        )
+    schema = pa.schema(
+        [
+            ("unit", pa.string()),
+            ("pos", pa.int32()),
+            ("code", pa.string()),
+            ("kind", pa.string()),
+            ("message", pa.string()),
+        ]
+    )
+    atomic_write(work / DUPS, parquet_bytes(pa.Table.from_pylist(rows, schema=schema)))
+    return len(rows)

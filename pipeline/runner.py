@@ -34,6 +34,12 @@ def error_code(e: BaseException) -> str:
     return "exception_" + type(e).__name__
 
 
+def run_id() -> str:
+    """The Ray job this worker serves (one per driver), or "local" outside Ray."""
+    ray = sys.modules.get("ray")
+    return ray.get_runtime_context().get_job_id() if ray and ray.is_initialized() else "local"
+
+
 def log_time(ctx: Ctx, stage: str, keys: list[str], seconds: float, what: str = "batch") -> None:
     """Append where and how long a stage ran, and the process's peak RSS so far, to work/timings/<stage>/, one
     file per process (bench/e2e.py and the tests read them). Kept out of the stage outputs, which must not change
@@ -150,10 +156,10 @@ class Runner:
         if not items:
             return []
         self.setup()
-        key = self.stage.key
-        starts = self.parts.starts(unit)
+        key, run = self.stage.key, run_id()
+        starts = self.parts.starts(unit, run)
         if not starts:
-            self.parts.start(unit, "batch")
+            self.parts.start(unit, "batch", run)
             return self.run(items)
         out = []
         for it in items:
@@ -162,9 +168,9 @@ class Runner:
             if n >= CRASHES:
                 out.append(Result.reject(it, "worker_crash", f"its worker died {n} times while processing it"))
                 continue
-            self.parts.start(unit, k)
+            self.parts.start(unit, k, run)
             out.append(self.run([it])[0])
-            self.parts.start(unit, "ok " + k)
+            self.parts.start(unit, "ok " + k, run)
         return out
 
     def setup(self) -> None:
@@ -208,9 +214,14 @@ class Runner:
         return self.run(recs[:mid]) + self.run(recs[mid:])
 
 
-def named(stage: str):
-    """Runner under the stage's name: progress bars and the dashboard show MapBatches(<stage>)."""
-    return type(stage, (Runner,), {})
+def named(stage: str, args: tuple):
+    """Runner under the stage's name (the dashboard shows MapBatches(<stage>)), its arguments held by the class:
+    Ray keeps an actor's constructor arguments in the object store, where a restart after a crash may lose them."""
+
+    def init(self):
+        Runner.__init__(self, *args)
+
+    return type(stage, (Runner,), {"__init__": init})
 
 
 def task(stage: str):

@@ -87,6 +87,7 @@ def reject_of(rec: dict, code: str, message: str, kind: str = "error", **extra: 
         "id": rec.get("clip_id") or rec.get("video_id"),
         "video_id": rec.get("video_id"),
         "path": rec.get("path"),
+        "row": rec.get("row"),
         "code": code,
         "message": message,
         "kind": kind,
@@ -144,10 +145,11 @@ class Stage(Generic[P]):
         self.p, self.ctx = params, ctx
 
     def adapters(self) -> dict:
-        """This stage's model adapters, files resolved but not loaded (ModelMissingError names the role)."""
+        """This stage's model adapters, files resolved but not loaded (ModelMissingError names the role); an
+        optional model that is not configured (None) has none."""
         from mvid.models import build
 
-        return {f: build(role, getattr(self.p, f)) for f, role in self.models.items()}
+        return {f: build(role, spec) for f, role in self.models.items() if (spec := getattr(self.p, f)) is not None}
 
     def preflight(self) -> None:
         """Cheap checks on the driver before any video is touched: every model's files resolve and look sane."""

