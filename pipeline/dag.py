@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import re
+import sys
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -13,10 +15,12 @@ from pathlib import Path
 from typing import cast
 
 import numpy as np
+from tqdm import tqdm
 
 from mvid.models.base import ModelLoadError
 from mvid.pipeline.config import Config, ConfigError
-from mvid.pipeline.inputs import read_unit, write_units
+from mvid.pipeline.executor import RunError
+from mvid.pipeline.inputs import keys, listed, read_unit, write_duplicates, write_units
 from mvid.pipeline.stage import Ctx, Stage, reject_of
 from mvid.pipeline.store import Parts, digest
 from mvid.schemas import record as R
@@ -26,10 +30,6 @@ from mvid.stages.select import Select, bins, cutoff, within
 from mvid.stages.shard import Shard
 
 log = logging.getLogger("mvid")
-
-
-class RunError(RuntimeError):
-    """A run-level failure that no per-item record can hold (the shards cannot be written): one line, no trace."""
 
 
 @dataclass
@@ -72,16 +72,24 @@ class Pipeline:
         for s in self.stages:
             s.preflight()
 
-    def units(self) -> tuple[int, int]:
-        assert self.cfg.input, "preflight checks the input first"
-        n, videos = write_units(self.cfg.input, self.ctx.work, self.sink.p.videos)
-        log.info("%d videos in %d units from %s", videos, n, self.cfg.input)
-        return n, videos
+    def sources(self) -> dict[str, dict[str, str]]:
+        """Each model of the run: where its weights came from and their licence (the manifest records them)."""
+        return {a.name: a.provenance() for s in self.stages for a in s.adapters().values()}
+
+    def units(self, ex) -> tuple[int, int]:
+        """The listing as units, then its duplicates (path, given id, content) from keys made in Ray tasks."""
+        c, per = self.cfg, self.sink.p.videos
+        assert c.input, "preflight checks the input first"
+        n, entries = write_units(c.input, self.ctx.work, per, c.follow_symlinks, c.input_root)
+        dups = write_duplicates(self.ctx.work, per, ex.columns(ex.units(n, _keys, work=self.ctx.work)))
+        log.info("%d input entries in %d units from %s, %d duplicates", entries, n, c.input, dups)
+        return n, entries
 
     def run(self, ex) -> Summary:
         t = time.time()
         self.preflight()
-        n, videos = self.units()
+        ex.check([s.p for s in self.stream])
+        n, videos = self.units(ex)
         self.advance(ex, n, self.stream)
         return self.write(ex, n, videos, t)
 
@@ -92,8 +100,9 @@ class Pipeline:
         if name not in names:
             raise ConfigError(f"stage {name!r} is not in this config: {names}")
         self.preflight()
-        n, videos = self.units()
         i = names.index(name)
+        ex.check([s.p for s in self.stream[: i + 1]])
+        n, videos = self.units(ex)
         if i >= len(self.stream):
             return self.write(ex, n, videos, time.time()).clips
         force = set(ids) if ids else None if select == "missing" else select
@@ -103,7 +112,6 @@ class Pipeline:
         """Stream the units that are not done with `stages` through them; returns how many ran. A unit whose
         parts are all valid is skipped before any stage sees it; a run with none left starts no actor."""
         force = force or {}
-        ex.check([s.p for s in stages])
         names = [s.name for s in stages]
         scan = {"work": self.ctx.work, "stages": names, "fps": [s.fingerprint() for s in stages], "forced": bool(force)}
         k, first = 0, len(stages)
@@ -114,9 +122,9 @@ class Pipeline:
             # Models load as their actors start, in parallel, from the first stage that some unit needs.
             # Counting holds no CPU: a CPU for it would be budgeted away from the stages and stall them.
             ds = ex.stream(
-                ex.units(n, _pending, **scan), [s.p for s in stages], scan["fps"], self.ctx, force, first
+                ex.units(n, _pending, cpus=0, **scan), [s.p for s in stages], scan["fps"], self.ctx, force, first
             ).map_batches(_counts, batch_format="pyarrow", num_cpus=0)
-            _stream(ex, ds)
+            _stream(ex, ds, progress(k, names[-1] if len(names) == 1 else "stages"))
         return k
 
     def write(self, ex, n: int, videos: int, t0: float) -> Summary:
@@ -149,8 +157,13 @@ class Pipeline:
             **chain,
         )
         try:
-            done = sorted((json.loads(r["done"]) for r in ex.rows(ds)), key=lambda d: d["entry"]["name"])
-            man = self.sink.finish(done, videos)
+            with progress(n, "shards") as bar:
+                done = []
+                for r in ex.rows(ds):
+                    done.append(json.loads(r["done"]))
+                    bar.update()
+            done.sort(key=lambda d: d["entry"]["name"])
+            man = self.sink.finish(done, videos, self.sources())
         except Exception as e:  # disk full, a failing mount; through Ray only the OSError's text survives
             m = re.search(r"OSError: (\[Errno \d+\] [^\n]+)", str(e))
             if not isinstance(e, OSError) and not m:
@@ -176,11 +189,21 @@ class Pipeline:
         )
 
 
-def _stream(ex, ds) -> None:
+def progress(total: int, what: str):
+    """mvid's own progress on stderr: a bar on a terminal, a line every 30 s in a log."""
+    tty = sys.stderr.isatty()
+    return tqdm(total=total, desc=what, unit="unit", file=sys.stderr, mininterval=0.5 if tty else 30, dynamic_ncols=tty)
+
+
+def _stream(ex, ds, bar) -> None:
     """Run a streaming Dataset, with a model that fails to load in a Ray actor reported as the one line it raised."""
+    clips = 0
     try:
-        for _ in ex.rows(ds):
-            pass
+        with bar:
+            for r in ex.rows(ds):
+                clips += r["clips"]
+                bar.set_postfix(clips=clips, refresh=False)
+                bar.update()
     except ModelLoadError:
         raise
     except Exception as e:
@@ -195,24 +218,44 @@ def _counts(t):
     return pa.table({"unit": t["unit"], "clips": [sum(len(v["clips"]) for v in u) for u in t["videos"].to_pylist()]})
 
 
-def _todo(i: int, work: Path, stages: list[str], fps: list[str], forced: bool) -> tuple[dict, int]:
-    """Unit i, and the first of `stages` that holds no valid part of it (len(stages) when all do)."""
-    u = read_unit(work, i)
-    return u, 0 if forced else _valid(work, u, stages, fps)[0]
+def _keys(i: int, work: Path):
+    """Unit i's duplicate keys (pipeline/inputs.py keys), kept as a part of its own (work/stages/keys/) while the
+    listing and the files' sizes and mtimes are unchanged, so that a rerun reads no video again."""
+    import pyarrow as pa
+
+    u = listed(work, i)
+    stats: list[tuple[int, int] | None] = []
+    for v in u["videos"]:
+        try:
+            st = os.stat(v["path"])
+            stats.append((st.st_size, st.st_mtime_ns))
+        except OSError:
+            stats.append(None)
+    k, parts = digest([u["_k"], stats]), Parts(work, "keys")
+    if parts.valid(u["unit"], k, "1"):
+        t = parts.read(u["unit"])
+    else:
+        t = keys(u)
+        parts.write(u["unit"], t, {"in": k, "fp": "1", "out": k})
+    return t.append_column("unit", pa.array(np.full(t.num_rows, i), pa.int64()))
+
+
+def _todo(i: int, work: Path, stages: list[str], fps: list[str], forced: bool) -> int:
+    """The first of `stages` that holds no valid part of unit i (len(stages) when all do)."""
+    return 0 if forced else _valid(work, read_unit(work, i, head=True), stages, fps)[0]
 
 
 def _first(i: int, **scan):
     """Unit i's first stage to run, as a row; no row when it is done."""
     import pyarrow as pa
 
-    _, first = _todo(i, **scan)
+    first = _todo(i, **scan)
     return pa.table({"first": pa.array([first] if first < len(scan["stages"]) else [], pa.int64())})
 
 
 def _pending(i: int, **scan):
     """Unit i as a row to stream, when some stage has to run on it."""
-    u, first = _todo(i, **scan)
-    return R.table([u] if first < len(scan["stages"]) else [])
+    return R.table([read_unit(scan["work"], i)] if _todo(i, **scan) < len(scan["stages"]) else [])
 
 
 def _valid(work: Path, u: dict, stages: list[str], fps: list[str]) -> tuple[int, str]:
@@ -227,17 +270,18 @@ def _valid(work: Path, u: dict, stages: list[str], fps: list[str]) -> tuple[int,
 
 
 def _chain(i: int, work: Path, stages: list[str], fps: list[str]) -> tuple[dict, int, str]:
-    """Unit i as listed, how many of `stages` hold a valid part of it, and the digest of what they made of it
-    (the input's digest when some has not run): from the inputs and the parts' footers alone."""
-    u = read_unit(work, i)
+    """Unit i's name and digest, how many of `stages` hold a valid part of it, and the digest of what they made
+    of it (the input's when some has not run): from the inputs' head and the parts' footers alone."""
+    u = read_unit(work, i, head=True)
     done, k = _valid(work, u, stages, fps)
     return u, done, k if done == len(stages) else u["_k"]
 
 
-def _leaf(u: dict, done: int, work: Path, stages: list[str]) -> dict:
-    """The unit as the last stage left it; without valid parts, its videos fail as not_processed."""
+def _leaf(i: int, u: dict, done: int, work: Path, stages: list[str]) -> dict:
+    """Unit i as the last stage left it; without valid parts, its videos fail as not_processed."""
     if done == len(stages):
         return R.rows(Parts(work, stages[-1]).read(u["unit"]))[0]
+    u = read_unit(work, i)
     for v in u["videos"]:
         if not v["failed"]:
             v["failed"], v["rejects"] = (
@@ -259,7 +303,7 @@ def _pool(i: int, select: dict, fp: str, ctx: Ctx, work: Path, stages: list[str]
     if parts.valid(u["unit"], k, fp):
         return parts.read(u["unit"])
     sel = Select(SelectParams(**select), ctx)
-    clips = [c for v in _leaf(u, done, work, stages)["videos"] for c in sel.pool(v)]
+    clips = [c for v in _leaf(i, u, done, work, stages)["videos"] for c in sel.pool(v)]
     t = pa.table(
         {
             "u": pa.array(order([c["clip_score"] for c in clips]), pa.uint64()),
@@ -313,7 +357,7 @@ def _shard(
     shard, key = Shard(ShardParams(**sink), ctx), digest([k, key])
     made = shard.current(i, key)
     if not made:
-        videos = _leaf(u, done, work, stages)["videos"]
+        videos = _leaf(i, u, done, work, stages)["videos"]
         if select:
             sel = Select(SelectParams(**select), ctx)
             for v in videos:

@@ -4,12 +4,50 @@ Every stage runs the same Runner (pipeline/runner.py); the driver only builds th
 
 from __future__ import annotations
 
+import logging
 import os
+import sys
+import time
 import warnings
+from pathlib import Path
 
 from mvid.pipeline.config import ConfigError
 from mvid.pipeline.runner import CRASHES, named, task
 from mvid.pipeline.stage import Ctx, StageParams
+
+log = logging.getLogger("mvid")
+
+
+class RunError(RuntimeError):
+    """A run-level failure that no per-item record can hold (Ray does not start, the shards cannot be written):
+    one line, no trace."""
+
+
+def quiet(path: Path) -> logging.Handler:
+    """Ray's own lines go to `path`: its Python loggers' (start-up notes, Ray Data's progress and resource
+    warnings), the raylet's notes that the driver prints (such as "N worker processes have been started"), and
+    what its C++ core worker writes to file descriptor 2 (such as Ray Data's actor pools' notice about
+    constructor arguments in the object store). Python's sys.stderr keeps the terminal, for mvid's progress and
+    errors. Returns the file's log handler."""
+    import ray._private.worker as rw
+    import ray.data  # noqa: F401 - Ray Data adds its console handler on import: replace it after
+
+    # The driver's error listener prints raylet notes through this function (with log_to_driver off, its only use).
+    rw.print_to_stdstream = lambda data, ignore_prefix: logging.getLogger("ray").warning("\n".join(data["lines"]))
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    h = logging.FileHandler(path)
+    h.setLevel(logging.INFO)
+    h.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    for name in ("ray", "ray.data"):
+        lg = logging.getLogger(name)
+        lg.handlers = [x for x in lg.handlers if not isinstance(x, logging.StreamHandler)] + [h]  # files stay
+        lg.propagate = False
+    if sys.stderr.fileno() == 2:  # once per process
+        sys.stderr.flush()
+        sys.stderr = os.fdopen(os.dup(2), "w", buffering=1)
+        os.dup2(os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT), 2)
+    return h
 
 
 def shortfall(stages: list[StageParams], have: dict) -> dict:
@@ -37,49 +75,80 @@ def shortfall(stages: list[StageParams], have: dict) -> dict:
 class RayExecutor:
     """Ray Data: stages overlap in streaming; the barrier and the sink run after the stream, over units."""
 
-    def __init__(self, address: str | None = None, num_cpus: int | None = None, object_store_mb: int | None = None):
+    def __init__(
+        self,
+        address: str | None = None,
+        num_cpus: int | None = None,
+        object_store_mb: int | None = None,
+        log_file: Path | None = None,
+        tries: int = 3,
+    ):
+        """Join the cluster at `address` (or RAY_ADDRESS), else start a local Ray, `tries` times before it gives
+        up with one line (a loaded machine can miss Ray's 30 s start-up limit). With `log_file`, Ray's and Ray Data's
+        own lines go to that file instead of the console, and workers' output stays in Ray's session logs."""
         import ray
 
         self.ray = ray
         address = address or os.environ.get("RAY_ADDRESS")
         self.local = address in (None, "", "local")  # a cluster may autoscale: its size is not checked
+        handler = quiet(log_file) if log_file else None
         if not ray.is_initialized():
             env = {
                 k: v
                 for k, v in os.environ.items()
                 if k.startswith("MVID_") or k in ("TRANSFORMERS_VERBOSITY", "HF_HUB_DISABLE_PROGRESS_BARS")
             }
-            kw = (
-                {}
-                if not self.local
-                else {
-                    "num_cpus": num_cpus,
-                    "include_dashboard": False,
-                    "object_store_memory": object_store_mb and object_store_mb * 2**20,
-                }
-            )
-            # "local": without an address Ray would join any cluster running on this machine.
-            ray.init(
-                address=address or "local",
-                runtime_env={"env_vars": env},
-                log_to_driver=True,
-                logging_level="WARNING",
-                **kw,
-            )
+            kw = {
+                "num_cpus": num_cpus,
+                "include_dashboard": False,
+                "object_store_memory": object_store_mb and object_store_mb * 2**20,
+            }
+            for attempt in range(1, tries + 1):
+                # Without configure_logging, init clears the "ray" logger's handlers: what Ray logs meanwhile (a
+                # note on token authentication) goes to Python's last-resort handler, here the log file.
+                last, logging.lastResort = logging.lastResort, handler or logging.lastResort
+                try:
+                    # "local": without an address Ray would join any cluster running on this machine.
+                    ray.init(
+                        address=address or "local",
+                        runtime_env={"env_vars": env},
+                        log_to_driver=not log_file,
+                        configure_logging=not log_file,
+                        logging_level="WARNING",
+                        **(kw if self.local else {}),
+                    )
+                    break
+                except Exception as e:  # noqa: BLE001 - any start-up failure is retried, then named in one line
+                    ray.shutdown()
+                    cause = " ".join(str(e).split())[:300]
+                    if attempt == tries:
+                        where = "start a local Ray" if self.local else f"join the Ray cluster at {address}"
+                        raise RunError(
+                            f"could not {where} ({tries} tries): {type(e).__name__}: {cause}. On a loaded machine, "
+                            f"try again or lower ray.num_cpus; or start Ray yourself (`ray start --head`) and pass "
+                            f"--set ray.address=auto"
+                        ) from None
+                    log.warning("Ray did not start (try %d of %d): %s", attempt, tries, cause)
+                    time.sleep(5 * attempt)
+                finally:
+                    logging.lastResort = last
+        if handler:
+            logging.getLogger("ray").handlers = [handler]
         ctx = ray.data.DataContext.get_current()
-        ctx.enable_progress_bars = True
+        ctx.enable_progress_bars = not log_file  # with a log file, mvid shows its own progress
         ctx.verbose_progress = False
 
-    def units(self, n: int, fn, **kw):
+    def units(self, n: int, fn, cpus: float = 1.0, **kw):
         """A Dataset of fn(unit index) -> Table (rows of any kind, none to drop the unit) over units 0..n-1, a
-        block per unit, as Ray tasks: nothing passes through the driver."""
+        block per unit, as Ray tasks of `cpus` each: nothing passes through the driver. The indices are made
+        first (8 bytes a unit), so that no read task waits for a CPU that a stream's actor pools hold."""
         import pyarrow as pa
 
         def each(batch: dict) -> pa.Table:
             return pa.concat_tables([fn(int(i), **kw) for i in batch["id"]])
 
-        ds = self.ray.data.range(n, override_num_blocks=max(1, min(n, 100_000)))
-        return ds.map_batches(each, batch_size=1, batch_format="numpy")
+        ds = self.ray.data.range(n, override_num_blocks=max(1, min(n, 100_000))).materialize()
+        return ds.map_batches(each, batch_size=1, batch_format="numpy", num_cpus=cpus)
 
     def check(self, stages: list[StageParams]) -> None:
         """On a local Ray: the actor pools at their minimum size and the largest task must fit."""
@@ -121,9 +190,8 @@ class RayExecutor:
                 with warnings.catch_warnings():
                     warnings.filterwarnings("ignore", "`ray_remote_args` is deprecated")
                     ds = ds.map_batches(
-                        named(p.name),
+                        named(p.name, args),
                         compute=self.ray.data.ActorPoolStrategy(**size),
-                        fn_constructor_args=args,
                         max_task_retries=CRASHES + 2,
                         **kw,
                     )
@@ -132,7 +200,12 @@ class RayExecutor:
         return ds
 
     @staticmethod
-    def rows(ds, batch_size: int = 256):
-        """Small per-unit rows (counts, shard entries) to the driver, one batch at a time."""
+    def columns(ds, batch_size: int = 65536):
+        """A Dataset's rows to the driver as numpy columns, one batch at a time (many small rows)."""
+        yield from ds.iter_batches(batch_size=batch_size, batch_format="numpy")
+
+    @staticmethod
+    def rows(ds, batch_size: int | None = None):
+        """Small per-unit rows (counts, shard entries) to the driver, block by block as they come (progress)."""
         for b in ds.iter_batches(batch_size=batch_size, batch_format="pyarrow"):
             yield from b.to_pylist()
