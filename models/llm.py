@@ -71,11 +71,15 @@ class VllmLLM(LLM):
         )
         self.tok = self.llm.get_tokenizer()
 
-    def __call__(self, conversations: list[list[dict]]) -> list[str]:
+    def __call__(self, conversations: list[list[dict]], stop: list[str] | None = None) -> list[str]:
         if not conversations:
             return []
         prompts = [{"prompt_token_ids": ids} for ids in self.encode(conversations)]
-        outs = self.llm.generate(prompts, self.sampling, use_tqdm=False)
+        sampling = self.sampling
+        if stop:
+            sampling = sampling.clone()
+            sampling.stop, sampling.include_stop_str_in_output = stop, True
+        outs = self.llm.generate(prompts, sampling, use_tqdm=False)
         return [o.outputs[0].text.strip() for o in outs]
 
     def close(self) -> None:
@@ -102,11 +106,13 @@ class TransformersLLM(LLM):
         dtype = getattr(torch, self.spec.options.get("dtype", "bfloat16" if self.dev == "cuda" else "float32"))
         self.model = AutoModelForCausalLM.from_pretrained(self.path, dtype=dtype, **hub).to(self.dev).eval()
 
-    def __call__(self, conversations: list[list[dict]]) -> list[str]:
+    def __call__(self, conversations: list[list[dict]], stop: list[str] | None = None) -> list[str]:
         if not conversations:
             return []
         enc = self.tok.pad({"input_ids": self.encode(conversations)}, return_tensors="pt").to(self.dev)
         sample = {"do_sample": True, "temperature": self.temperature} if self.temperature > 0 else {"do_sample": False}
+        if stop:  # each answer ends at the first stop string, the string kept
+            sample |= {"stop_strings": stop, "tokenizer": self.tok}
         with self.torch.inference_mode():
             out = self.model.generate(
                 **enc, max_new_tokens=self.max_tokens, pad_token_id=self.tok.pad_token_id, **sample

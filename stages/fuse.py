@@ -61,9 +61,10 @@ class Fuse(Stage[FuseParams]):
             ask = [j for j in jobs if j not in answers]
             if not ask:
                 break
-            for j, a in zip(ask, llm([prompts.fusion(kind, plans[i][0]) for i, kind in ask]), strict=True):
+            convs = [prompts.fusion(kind, plans[i][0]) for i, kind in ask]
+            for (i, kind), a in zip(ask, llm(convs, stop=[prompts.CLOSE_CAPTION]), strict=True):
                 with contextlib.suppress(ValueError):  # malformed: asked again
-                    answers[j] = prompts.parse_caption(a)
+                    answers[(i, kind)] = prompts.parse_caption(a, tuple(plans[i][0][k] for k in FUSED[kind]))
         out = []
         for i, (r, (caps, reasons, todo)) in enumerate(zip(recs, plans, strict=True)):
             caps, models = dict(caps), dict(r.get("models") or {})

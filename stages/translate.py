@@ -85,7 +85,8 @@ class Translate(Stage[TranslateParams]):
         todo = list(range(len(recs)))
         for _ in range(2):
             answers = self.m["llm"](
-                [prompts.translation(recs[i]["transcript"]["text"], recs[i]["lid"]["language"]) for i in todo]
+                [prompts.translation(recs[i]["transcript"]["text"], recs[i]["lid"]["language"]) for i in todo],
+                stop=[prompts.CLOSE_TRANSLATION],
             )
             for i, a in zip(list(todo), answers, strict=True):
                 try:

