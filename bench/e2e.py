@@ -31,7 +31,7 @@ def prepare() -> Path:
     lst = ROOT / "samples" / "inputs.jsonl"
     if not lst.exists():
         make_samples(ROOT / "samples")
-    tiny_dir = Path(os.environ.setdefault("MVID_MODEL_DIR", str(ROOT / "models-tiny")))
+    tiny_dir = Path(os.environ.setdefault("MVID_MODEL_DIR", str(ROOT / "weights")))
     if not tiny_dir.exists():
         tiny(tiny_dir)
     return lst

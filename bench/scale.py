@@ -172,7 +172,7 @@ def main() -> None:
     ap.add_argument("--dir", help="work here (default: a temporary folder, removed after)")
     ap.add_argument("--json", action="store_true")
     a = ap.parse_args()
-    os.environ.setdefault("MVID_MODEL_DIR", str(ROOT / "models-tiny"))
+    os.environ.setdefault("MVID_MODEL_DIR", str(ROOT / "weights"))
     with tempfile.TemporaryDirectory(dir=a.dir) as d:
         root = Path(d)
         t = time.time()

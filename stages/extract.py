@@ -11,6 +11,7 @@ import logging
 import tempfile
 from pathlib import Path
 
+import numpy as np
 from pydantic import Field
 
 from mvid.pipeline import ffmpeg
@@ -33,6 +34,16 @@ class ExtractParams(StageParams):
     preset: str = "veryfast"
     sample_rate: int = 16000
     timeout_s: float = Field(300, gt=0)
+
+
+def dhash(path: Path) -> int:
+    """64-bit difference hash of an image (9x8 grey, left brighter than right), as a signed int64."""
+    from PIL import Image
+
+    with Image.open(path) as im:
+        px = np.asarray(im.convert("L").resize((9, 8), Image.Resampling.LANCZOS), np.int16)
+    bits = (px[:, :-1] > px[:, 1:]).flatten()
+    return int.from_bytes(np.packbits(bits).tobytes(), "big", signed=True)
 
 
 def uniform(n: int, k: int) -> list[int]:
@@ -163,6 +174,7 @@ class Extract(Stage[ExtractParams]):
 
         with Image.open(frames[0]) as im:
             size = list(im.size)
+        hashes = [dhash(f) for f in frames]
         members = {
             f"{cid}.mp4": clip,
             **{f"{cid}.frame{i:02d}.jpg": f for i, f in enumerate(frames)},
@@ -175,6 +187,7 @@ class Extract(Stage[ExtractParams]):
             "audio_path": f"{cid}.wav" if has_audio else None,
             "frame_paths": [m for m in members if ".frame" in m],
             "frame_size": size,
+            "frame_hashes": hashes,
             "media_bytes": sum(f.stat().st_size for f in members.values()),
         }
         return {k: v for k, v in {**rec, **fields}.items() if k in CLIP}, members

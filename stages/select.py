@@ -9,6 +9,7 @@ scores in their drop records."""
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import numpy as np
 from pydantic import Field, model_validator
@@ -23,12 +24,17 @@ class SelectParams(StageParams):
     name: str = "select"
     top_n: int | None = Field(None, ge=0)
     quantile: float | None = Field(None, gt=0, le=1)  # keep this top fraction
-    dedup: float | None = Field(None, gt=0, le=1)  # cosine above which a clip duplicates a better one
+    dedup: float | None = Field(None, gt=0, le=1)  # CLIP image cosine above which a clip duplicates a better one
+    # Without a trained CLIP: the mean Hamming distance of the clips' frame dHashes (of 64 bits) at or below which
+    # a clip duplicates a better one.
+    dedup_hash: int | None = Field(None, ge=0, le=64)
 
     @model_validator(mode="after")
     def _one(self):
         if (self.top_n is None) == (self.quantile is None):
             raise ValueError("set exactly one of top_n or quantile")
+        if self.dedup is not None and self.dedup_hash is not None:
+            raise ValueError("set at most one of dedup (CLIP embeddings) or dedup_hash (frame hashes)")
         return self
 
 
@@ -61,18 +67,35 @@ def within(u: np.ndarray, prefix: int, shift: int) -> np.ndarray:
     return _high(u, shift) == np.uint64(prefix)
 
 
-def near_duplicates(clips: list[dict], limit: float) -> dict[str, str]:
+def near_duplicates(clips: list[dict], same: Callable[[dict, dict], bool]) -> dict[str, str]:
     """clip_id -> the better-scored clip of the same video it duplicates (clips of one video)."""
-    kept: list[tuple[str, np.ndarray]] = []
+    kept: list[dict] = []
     dup: dict[str, str] = {}
     for c in sorted(clips, key=rank):
-        e = np.asarray(c["clip_emb"], np.float32)
-        twin = next((k for k, ke in kept if float(e @ ke) > limit), None)
+        twin = next((k for k in kept if same(c, k)), None)
         if twin:
-            dup[c["clip_id"]] = twin
+            dup[c["clip_id"]] = twin["clip_id"]
         else:
-            kept.append((c["clip_id"], e))
+            kept.append(c)
     return dup
+
+
+def cosine_above(limit: float) -> Callable[[dict, dict], bool]:
+    """Near-duplicates by CLIP image embeddings (unit norm)."""
+    return lambda a, b: (
+        float(np.dot(np.asarray(a["clip_emb"], np.float32), np.asarray(b["clip_emb"], np.float32))) > limit
+    )
+
+
+def hashes_within(bits: int) -> Callable[[dict, dict], bool]:
+    """Near-duplicates by the mean Hamming distance of their frames' dHashes (frame i against frame i)."""
+
+    def same(a: dict, b: dict) -> bool:
+        x, y = (np.asarray(c["frame_hashes"], np.int64).view(np.uint64) for c in (a, b))
+        n = min(len(x), len(y))
+        return bool(n) and float(np.mean([int(v).bit_count() for v in x[:n] ^ y[:n]])) <= bits
+
+    return same
 
 
 def cutoff(count, hist, fetch, n: int) -> tuple[int, str] | None:
@@ -104,7 +127,7 @@ def cutoff(count, hist, fetch, n: int) -> tuple[int, str] | None:
 class Select(Stage[SelectParams]):
     name = "select"
     Params = SelectParams
-    requires = ("clip_id", "clip_score", "clip_emb")
+    requires = ("clip_id", "clip_score")  # and clip_emb or frame_hashes for near-duplicates
     barrier = True
 
     def n(self, pool: int) -> int:
@@ -112,7 +135,12 @@ class Select(Stage[SelectParams]):
         return p.top_n if p.top_n is not None else math.ceil((p.quantile or 1.0) * pool)
 
     def dups(self, video: dict) -> dict[str, str]:
-        return near_duplicates(video["clips"], self.p.dedup) if self.p.dedup else {}
+        p = self.p
+        if p.dedup is not None:
+            return near_duplicates(video["clips"], cosine_above(p.dedup))
+        if p.dedup_hash is not None:
+            return near_duplicates(video["clips"], hashes_within(p.dedup_hash))
+        return {}
 
     def pool(self, video: dict) -> list[dict]:
         """The clips of a video that compete for the global cut (scored, not near-duplicates)."""

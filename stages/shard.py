@@ -25,7 +25,18 @@ from mvid.pipeline.store import atomic_write, footer, parquet_bytes
 from mvid.schemas import shard as S
 from mvid.stages import register
 
-WORK_ONLY = {"clip_path", "audio_path", "frame_paths", "media_bytes", "clip_emb", "media", "clips", "rejects", "failed"}
+WORK_ONLY = {
+    "clip_path",
+    "audio_path",
+    "frame_paths",
+    "frame_hashes",
+    "media_bytes",
+    "clip_emb",
+    "media",
+    "clips",
+    "rejects",
+    "failed",
+}
 
 
 class ShardParams(StageParams):
@@ -133,7 +144,7 @@ class Shard(Stage[ShardParams]):
             sample["audio_fbank.npy"] = buf.getvalue()
         return [(f"{r['clip_id']}.{ext}", sample[ext]) for ext in sorted(sample)]
 
-    def finish(self, done: list[dict], videos: int) -> S.Manifest:
+    def finish(self, done: list[dict], videos: int, sources: dict[str, dict[str, str]]) -> S.Manifest:
         """Manifest and shard lists from the written shards (in unit order); stale files are removed last."""
         out = self.ctx.out
         entries = [S.ShardEntry(**d["entry"]) for d in done]
@@ -165,6 +176,7 @@ class Shard(Stage[ShardParams]):
             },
             fields=dict(sorted(fields.items())),
             models=dict(sorted(models.items())),
+            model_sources={m: sources[m] for m in sorted(set(models.values())) if m in sources},
             failures=dict(sorted(failures.items())),
         )
         wids = {

@@ -80,9 +80,9 @@ def test_fbank_matches_kaldi_native_fbank(wavs, window):
 
 
 @pytest.fixture(scope="module")
-def captioner(tiny_models):
+def captioner(weights):
     spec = ModelSpec(
-        backend="transformers", model=str(tiny_models / "tiny-qwen2-audio"), device="cpu", options={"max_new_tokens": 8}
+        backend="transformers", model=str(weights / "tiny-qwen2-audio"), device="cpu", options={"max_new_tokens": 8}
     )
     a = backends("acaption")["transformers"](spec)
     a.load()

@@ -1,41 +1,21 @@
 """CLIP scorer: a tiny random CLIPModel through transformers (and open_clip where it imports) on real jpg frames."""
 
-import subprocess
-
 import numpy as np
 import pytest
 
 from mvid.models import backends
 from mvid.models.base import ModelSpec
+from mvid.models.samples import source_frames
 from mvid.models.testing import clip_tokenizer
 
 TEXTS = {"V": "a dog walks in the park", "AVS": "a red car drives down the street at night while music plays", "S": ""}
 
 
-def frames(d, src, n):
-    d.mkdir()
-    subprocess.run(
-        [
-            "ffmpeg",
-            "-loglevel",
-            "error",
-            "-f",
-            "lavfi",
-            "-i",
-            f"{src}=size=96x64:rate=4",
-            "-frames:v",
-            str(n),
-            str(d / "f%02d.jpg"),
-        ],
-        check=True,
-    )
-    return sorted(str(p) for p in d.glob("*.jpg"))
-
-
 @pytest.fixture(scope="module")
-def env(tmp_path_factory, tiny_models):
+def env(tmp_path_factory, weights):
     root = tmp_path_factory.mktemp("clip")
-    return tiny_models / "tiny-clip", frames(root / "a", "testsrc2", 5), frames(root / "b", "mandelbrot", 3)
+    a, b = source_frames(root / "a", "testsrc2", 5, "96x64"), source_frames(root / "b", "mandelbrot", 3, "96x64")
+    return weights / "tiny-clip", a, b
 
 
 def scorer(path, backend="transformers", **options):

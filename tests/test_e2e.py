@@ -14,12 +14,14 @@ import pytest
 import webdataset as wds
 import wids
 
+from mvid.models.samples import frame_count, wer
 from mvid.pipeline.config import load
 from mvid.pipeline.dag import Pipeline
 from mvid.pipeline.executor import RayExecutor
 from mvid.schemas import record as R
 from mvid.schemas import shard as S
 from mvid.stages.shard import compact
+from mvid.stages.translate import route
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
@@ -35,7 +37,7 @@ def full(samples, tmp_path_factory, mvid):
     dest, entries = samples
     d = tmp_path_factory.mktemp("e2e")
     p = mvid("run", "--input", dest / "inputs.jsonl", "--work", d / "work", "--out", d / "out")
-    return d / "out", entries, p.stdout
+    return d / "out", entries, p.stdout, p.stderr
 
 
 @pytest.fixture(scope="module")
@@ -45,8 +47,13 @@ def stage_records(persisted):
 
 
 def test_summary_and_manifest(full, stage_records):
-    out, entries, stdout = full
+    out, entries, stdout, stderr = full
     assert f"videos in: {len(entries)}" in stdout
+    # Ray's own lines (Ray Data's progress, resource warnings, core worker errors) are in the run's log only
+    for noise in ("streaming_executor", "logging_progress", "core_worker", "Cluster resources", "(MapWorker"):
+        assert noise not in stdout + stderr, noise
+    assert "Ray's own log lines go to" in stderr and "shards: 100%" in stderr  # mvid's progress
+    assert "Starting execution" in (out.parent / "work/logs/ray.log").read_text()
     m = manifest(out)
     assert m["samples"] > len(entries) and m["shards"]
     # every sample video gave clips: in the shards, or all dropped by the global selection
@@ -55,11 +62,11 @@ def test_summary_and_manifest(full, stage_records):
     assert len(entries) - 2 <= m["videos_with_clips"] <= len(entries)
     assert m["failures"].get("not_selected") and m["hours"] > 0.01
     per_video = Counter(r["video_id"] for r in stage_records(out, "split").values())
-    assert max(per_video.values()) >= 20  # the 212 s shipped video, cut into shots
+    assert max(per_video.values()) >= 15  # the shipped video's first minute, cut into shots
 
 
 def test_webdataset_reads_every_sample_with_all_fields(full, samples):
-    out, _, _ = full
+    out = full[0]
     m = manifest(out)
     keys, seen = [], []
     for s in wds.WebDataset(str(out / m["pattern"]), shardshuffle=False).decode("rgb"):
@@ -87,7 +94,7 @@ def samples_meta(out):
 
 
 def test_speech_clips_have_s_captions_with_provenance(full, stage_records):
-    out, _, _ = full
+    out = full[0]
     scored = stage_records(out, "clipscore")  # every clip, before the global selection
     speech = [x for x in scored.values() if "/speech_" in x["path"]]
     assert len(speech) >= 4
@@ -107,8 +114,44 @@ def test_speech_clips_have_s_captions_with_provenance(full, stage_records):
             assert x["reasons"]["S"] == "no_audio" and "S" not in x["captions"] and "A" not in x["captions"]
 
 
+def test_real_speech_models(full, stage_records):
+    """The demo's real Whisper base, VAD and fastText: right language, confident, few word errors on each
+    speech sample; the paper's translator rule; no transcript where there is no speech; fused English text from
+    the real LLM."""
+    out, entries = full[0], full[1]
+    scored = stage_records(out, "clipscore")
+    by = {
+        e["name"]: sorted((x for x in scored.values() if x["path"] == e["path"]), key=lambda x: x["clip_index"])
+        for e in entries
+    }
+    for e in entries:
+        clips = by[e["name"]]
+        if e["name"] == "speech_en.mp4":  # its transcript comes with the input
+            continue
+        if e["audio"] == "speech":
+            said = " ".join(x["transcript"]["text"] for x in clips)
+            assert all(x["transcript"]["source"] == "asr" for x in clips)
+            assert wer(e["text"], said) <= 0.3, (e["name"], said)
+            for x in clips:
+                lid = x["lid"]
+                assert lid["language"] == e["language"] and lid["confidence"] >= 0.95, (e["name"], lid)
+                assert x["translation"]["translator"] == route(lid["language"], lid["confidence"]) == "seamless"
+                assert "whisper-base" in x["models"]["transcript"] and "/" not in x["models"]["lid"]
+        elif e["audio"] != "original":  # music, noise, silence, no audio: no speech caption, and why
+            for x in clips:
+                assert not x["captions"].get("S") and x["reasons"]["S"] in ("no_speech", "silence", "no_audio"), x
+    # Fed the tiny captioners' noise, SmolLM2 mostly fails (copies an input or writes tags): recorded, not kept
+    for x in scored.values():
+        for k in ("AV", "AVS"):
+            if x["captions"].get(k):
+                parts = [x["captions"].get(m) for m in ("A", "V", "S")]
+                assert x["models"][k] == "smollm2-135m-instruct" and x["captions"][k] not in parts
+            else:
+                assert x["reasons"][k] in ("missing_modality", "fusion_failed")
+
+
 def test_five_captions_or_reasons_and_selection(full, stage_records):
-    out, _, _ = full
+    out = full[0]
     metas = samples_meta(out)
     for x in metas:
         for k in ("A", "V", "S", "AV", "AVS"):
@@ -129,7 +172,7 @@ def test_five_captions_or_reasons_and_selection(full, stage_records):
 def test_wids_and_index(full):
     import pyarrow.parquet as pq
 
-    out, _, _ = full
+    out = full[0]
     m = manifest(out)
     ds = wids.ShardListDataset(str(out / S.WIDS))
     assert len(ds) == m["samples"]
@@ -144,37 +187,15 @@ def test_wids_and_index(full):
 
 
 def test_clips_are_frame_accurate(full):
-    out, _, _ = full
+    out = full[0]
     m = manifest(out)
     for s in list(wds.WebDataset(str(out / m["pattern"]), shardshuffle=False))[:6]:
         meta = json.loads(s["json"])
-        n = (
-            subprocess.run(
-                [
-                    "ffprobe",
-                    "-v",
-                    "error",
-                    "-count_frames",
-                    "-select_streams",
-                    "v:0",
-                    "-show_entries",
-                    "stream=nb_read_frames",
-                    "-of",
-                    "csv=p=0",
-                    "pipe:",
-                ],
-                input=s["mp4"],
-                capture_output=True,
-                check=True,
-            )
-            .stdout.decode()
-            .strip()
-        )
-        assert int(n) == meta["end_frame"] - meta["start_frame"], meta["clip_id"]
+        assert frame_count(s["mp4"]) == meta["end_frame"] - meta["start_frame"], meta["clip_id"]
 
 
 def test_inspect_and_verify(full, mvid):
-    out, _, _ = full
+    out = full[0]
     info = json.loads(mvid("shards", "inspect", out, "--json").stdout)
     m = manifest(out)
     assert info["samples"] == m["samples"] and info["videos"] == m["videos"]

@@ -1,19 +1,17 @@
 """SeamlessM4T v2 translation through transformers' real classes, with the tiny random model; the translation router."""
 
-import subprocess
-
 import pytest
 
 from mvid.models import translate
 from mvid.models.base import ModelSpec
-from mvid.models.samples import speak
+from mvid.models.samples import speak16k
 from mvid.models.translate import SEAMLESS
 from mvid.stages.translate import route
 
 
 @pytest.fixture(scope="module")
-def folder(tiny_models):
-    return tiny_models / "tiny-seamless-m4t-v2"
+def folder(weights):
+    return weights / "tiny-seamless-m4t-v2"
 
 
 @pytest.fixture(scope="module")
@@ -21,25 +19,7 @@ def wavs(tmp_path_factory):
     d = tmp_path_factory.mktemp("speech")
     out = []
     for i, (voice, text) in enumerate([("de", "Heute ist ein schöner Tag."), ("es", "Hoy hace buen tiempo.")]):
-        speak(text, voice, d / f"{i}.raw.wav")
-        subprocess.run(
-            [
-                "ffmpeg",
-                "-loglevel",
-                "error",
-                "-y",
-                "-i",
-                d / f"{i}.raw.wav",
-                "-ar",
-                "16000",
-                "-ac",
-                "1",
-                d / f"{i}.wav",
-            ],
-            check=True,
-            timeout=60,
-        )
-        out.append(d / f"{i}.wav")
+        out.append(speak16k(text, voice, d / f"{i}.wav"))
     return out
 
 

@@ -1,40 +1,21 @@
 """Vision captioner: a tiny random Qwen2-VL run through transformers on real jpg frames made by ffmpeg."""
 
 import importlib
-import subprocess
 
 import numpy as np
 import pytest
 
 from mvid.models import backends
 from mvid.models.base import ModelSpec
+from mvid.models.samples import source_frames
 from mvid.models.vision import subsample, video_patches
 
 
-def frames(d, src, n=6, size="160x120"):
-    d.mkdir()
-    subprocess.run(
-        [
-            "ffmpeg",
-            "-loglevel",
-            "error",
-            "-f",
-            "lavfi",
-            "-i",
-            f"{src}=size={size}:rate=4",
-            "-frames:v",
-            str(n),
-            str(d / "f%02d.jpg"),
-        ],
-        check=True,
-    )
-    return sorted(str(p) for p in d.glob("*.jpg"))
-
-
 @pytest.fixture(scope="module")
-def env(tmp_path_factory, tiny_models):
+def env(tmp_path_factory, weights):
     root = tmp_path_factory.mktemp("vision")
-    return tiny_models / "tiny-qwen2-vl", frames(root / "a", "testsrc2"), frames(root / "b", "mandelbrot", n=3)
+    a, b = source_frames(root / "a", "testsrc2", 6), source_frames(root / "b", "mandelbrot", 3)
+    return weights / "tiny-qwen2-vl", a, b
 
 
 def adapter(path, **options):
