@@ -136,12 +136,12 @@ def videos(work: Path, stage: str) -> dict:
 
     from mvid.schemas import record as R
 
-    return {
-        v["video_id"]: v
-        for p in sorted((work / "stages" / stage).glob("*.parquet"))
-        for u in R.rows(pq.read_table(p))
-        for v in u["videos"]
-    }
+    out: dict = {}
+    for p in sorted((work / "stages" / stage).glob("*.parquet")):
+        for u in R.rows(pq.read_table(p)):
+            for v in u["videos"]:
+                out.setdefault(v["video_id"], v)  # a duplicate's record (no clips) comes after the one it repeats
+    return out
 
 
 def clips(work: Path, stage: str) -> dict:
