@@ -215,7 +215,7 @@ def video(e: dict) -> dict:
             why = ("missing_file", "no such file", "error")
     if why:
         code, message, kind = why
-        rec["failed"], rec["rejects"] = True, [reject_of(rec, code, f"{path}: {message}", kind, stage="input")]
+        rec["failed"], rec["rejects"] = True, [reject_of(rec, code, message, kind, stage="input")]
     return rec
 
 

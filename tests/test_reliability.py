@@ -268,6 +268,7 @@ def test_bad_inputs_get_failure_records_and_the_run_goes_on(corpus, invariants, 
     for f in fails:
         codes.setdefault(f["row"], []).append(f)
     inspect = mvid("shards", "inspect", c["out"]).stdout
+    named = 0
     for row, want in enumerate(c["rows"], 1):
         got = "ok" if row in shipped else sorted({f["code"] for f in codes[row]})
         assert got == want or got == [want], (row, want, codes.get(row))
@@ -276,8 +277,9 @@ def test_bad_inputs_get_failure_records_and_the_run_goes_on(corpus, invariants, 
         f = codes[row][0]
         assert f["stage"] in ("input", "probe", "split") and f["message"]
         assert f"{f['path']}: {f['message']}" in inspect
-        if f["kind"] == "error":
-            assert f"{f['code']}: {f['path']}: {f['message']}" in c["stdout"]  # the summary names the file
+        named += f["kind"] == "error" and f"{f['code']}: {f['path']}: {f['message']}\n" in c["stdout"]
+    errors = sum(f["kind"] == "error" for f in fails)  # the summary names the first 20 failed files, and no more
+    assert errors > 20 and named == 20 and "... more in failures/" in c["stdout"]
     assert "Traceback" not in c["stdout"] + c["stderr"]
     assert f"videos in: {len(c['rows'])}" in c["stdout"]
     short = [f for f in fails if f["code"] == "too_short"]  # each dropped shot has its own id
