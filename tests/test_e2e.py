@@ -50,7 +50,14 @@ def test_summary_and_manifest(full, stage_records):
     out, entries, stdout, stderr = full
     assert f"videos in: {len(entries)}" in stdout
     # Ray's own lines (Ray Data's progress, resource warnings, core worker errors) are in the run's log only
-    for noise in ("streaming_executor", "logging_progress", "core_worker", "Cluster resources", "(MapWorker"):
+    for noise in (
+        "streaming_executor",
+        "logging_progress",
+        "core_worker",
+        "Cluster resources",
+        "(MapWorker",
+        "(raylet)",
+    ):
         assert noise not in stdout + stderr, noise
     assert "Ray's own log lines go to" in stderr and "shards: 100%" in stderr  # mvid's progress
     assert "Starting execution" in (out.parent / "work/logs/ray.log").read_text()
