@@ -38,6 +38,7 @@ LISTS = {".parquet", ".csv", ".jsonl"}
 FILE = "inputs.parquet"
 DUPS = "duplicates.parquet"
 MIB = 1 << 20
+NOT_A_FILE = ("not_a_file", "a folder, device or pipe, not a regular file", "error")
 # Duplicate kinds, strongest first: an entry that is two kinds of duplicate gets the first one's record.
 KINDS = (
     ("path", "duplicate_input", "drop", "the same file as row {row} ({path})"),
@@ -127,7 +128,7 @@ def _file(path: str) -> tuple | None:
     except FileNotFoundError:
         return "missing_file", "a broken symlink", "error"
     if stat.S_ISDIR(mode) or not stat.S_ISREG(mode):
-        return "not_a_file", "a folder, device or pipe, not a regular file", "error"
+        return NOT_A_FILE
     if Path(path).suffix.lower() not in VIDEO_EXT:
         return "not_a_video_extension", f"not a video extension ({', '.join(sorted(VIDEO_EXT))})", "drop"
     return None
@@ -156,7 +157,7 @@ def _walk(folder: Path, root: Path, follow: bool, seen: set[Path]) -> Iterator[t
             continue
         if target.is_dir():
             if Path(e.name).suffix.lower() in VIDEO_EXT:
-                yield e.path, ("not_a_file", "a folder, device or pipe, not a regular file", "error")
+                yield e.path, NOT_A_FILE
             if target not in seen:
                 seen.add(target)
                 yield from _walk(Path(e.path), root, follow, seen)
@@ -177,10 +178,11 @@ def listing(spec: str, follow_symlinks: bool = False, input_root: Path | None = 
     else:
         found = sorted(glob.glob(str(p), recursive=True)) or ([str(p)] if p.is_file() else [])
         entries = ({"row": n, "path": f, "reject": _file(f)} for n, f in enumerate(found, 1))
+    confine = input_root.resolve() if input_root else None
     for e in entries:
-        if input_root and e["path"] and not e.get("reject"):
+        if confine and e["path"] and not e.get("reject"):
             target = Path(e["path"]).resolve()
-            if not target.is_relative_to(input_root.resolve()):
+            if not target.is_relative_to(confine):
                 e["reject"] = ("outside_input", f"{target} is outside input_root {input_root}", "error")
         yield e
 
