@@ -96,12 +96,10 @@ class TransformersAudio(Adapter):
         self.prompt = o.get("prompt", PROMPT)
         self.max_new = int(o.get("max_new_tokens", 128))
         self.torch, self.dev = torch, device(self.spec)
-        hub = {"local_files_only": not self.spec.allow_hub}
-        self.proc = AutoProcessor.from_pretrained(self.path, **hub)
+        self.proc = AutoProcessor.from_pretrained(self.path, **self.hub)
         self.proc.tokenizer.padding_side = "left"
         self.limit = int(self.proc.feature_extractor.n_samples)  # the encoder's 30 s window
-        dtype = getattr(torch, o.get("dtype", "bfloat16" if self.dev == "cuda" else "float32"))
-        self.model = Qwen2AudioForConditionalGeneration.from_pretrained(self.path, dtype=dtype, **hub)
+        self.model = Qwen2AudioForConditionalGeneration.from_pretrained(self.path, dtype=self.dtype(), **self.hub)
         self.model.to(self.dev).eval()
 
     def inputs(self, items: list[dict]) -> dict:

@@ -108,6 +108,25 @@ class Adapter:
     def load(self) -> None:
         raise NotImplementedError
 
+    @property
+    def hub(self) -> dict:
+        """from_pretrained's keywords: local files only, unless the spec allows the hub."""
+        return {"local_files_only": not self.spec.allow_hub}
+
+    def dtype(self, gpu: str = "bfloat16") -> Any:
+        """The weights' torch dtype: options.dtype, else `gpu` on CUDA and float32 on the CPU."""
+        import torch
+
+        return getattr(torch, self.spec.options.get("dtype", gpu if device(self.spec) == "cuda" else "float32"))
+
+    def left_tokenizer(self) -> Any:
+        """The folder's transformers tokenizer, padding on the left (generation continues each row's end)."""
+        from transformers import AutoTokenizer
+
+        tok = AutoTokenizer.from_pretrained(self.path, **self.hub)
+        tok.padding_side = "left"
+        return tok
+
     def __call__(self, batch: Any) -> Any:
         raise NotImplementedError
 

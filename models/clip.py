@@ -119,14 +119,12 @@ class TransformersClip(ClipScorer):
         from transformers import AutoImageProcessor, AutoTokenizer, CLIPModel
 
         self._setup()
-        hub = {"local_files_only": not self.spec.allow_hub}
         # PIL preprocessing by default: the same pixels with or without torchvision
         self.ip = AutoImageProcessor.from_pretrained(
-            self.path, backend=self.spec.options.get("image_backend", "pil"), **hub
+            self.path, backend=self.spec.options.get("image_backend", "pil"), **self.hub
         )
-        self.tok = AutoTokenizer.from_pretrained(self.path, **hub)
-        dtype = getattr(self.torch, self.spec.options.get("dtype", "float16" if self.dev == "cuda" else "float32"))
-        self.model = CLIPModel.from_pretrained(self.path, dtype=dtype, **hub).to(self.dev).eval()
+        self.tok = AutoTokenizer.from_pretrained(self.path, **self.hub)
+        self.model = CLIPModel.from_pretrained(self.path, dtype=self.dtype("float16"), **self.hub).to(self.dev).eval()
         self.max_len = self.model.config.text_config.max_position_embeddings
 
     def _pooled(self, out):

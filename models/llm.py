@@ -94,17 +94,15 @@ class TransformersLLM(LLM):
 
     def load(self) -> None:
         import torch
-        from transformers import AutoModelForCausalLM, AutoTokenizer
+        from transformers import AutoModelForCausalLM
 
         self._setup()
         self.torch, self.dev = torch, device(self.spec)
-        hub = {"local_files_only": not self.spec.allow_hub}
-        self.tok = AutoTokenizer.from_pretrained(self.path, **hub)
-        self.tok.padding_side = "left"
+        self.tok = self.left_tokenizer()
         if self.tok.pad_token is None:
             self.tok.pad_token = self.tok.eos_token
-        dtype = getattr(torch, self.spec.options.get("dtype", "bfloat16" if self.dev == "cuda" else "float32"))
-        self.model = AutoModelForCausalLM.from_pretrained(self.path, dtype=dtype, **hub).to(self.dev).eval()
+        model = AutoModelForCausalLM.from_pretrained(self.path, dtype=self.dtype(), **self.hub)
+        self.model = model.to(self.dev).eval()
 
     def __call__(self, conversations: list[list[dict]], stop: list[str] | None = None) -> list[str]:
         if not conversations:

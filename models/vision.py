@@ -87,19 +87,17 @@ class TransformersVision(VisionCaptioner):
 
     def load(self) -> None:
         import torch
-        from transformers import AutoImageProcessor, AutoModelForImageTextToText, AutoTokenizer
+        from transformers import AutoImageProcessor, AutoModelForImageTextToText
 
         self._setup()
         self.torch, self.dev = torch, device(self.spec)
-        hub = {"local_files_only": not self.spec.allow_hub}
-        self.tok = AutoTokenizer.from_pretrained(self.path, **hub)
-        self.tok.padding_side = "left"
+        self.tok = self.left_tokenizer()
         if not self.tok.chat_template:  # some releases keep the template beside the processor only
             tpl = Path(self.path) / "chat_template.json"
             self.tok.chat_template = json.loads(tpl.read_text())["chat_template"] if tpl.exists() else CHAT_TEMPLATE
-        self.ip = AutoImageProcessor.from_pretrained(self.path, **hub)
-        dtype = getattr(torch, self.spec.options.get("dtype", "bfloat16" if self.dev == "cuda" else "float32"))
-        self.model = AutoModelForImageTextToText.from_pretrained(self.path, dtype=dtype, **hub).to(self.dev).eval()
+        self.ip = AutoImageProcessor.from_pretrained(self.path, **self.hub)
+        model = AutoModelForImageTextToText.from_pretrained(self.path, dtype=self.dtype(), **self.hub)
+        self.model = model.to(self.dev).eval()
         # frames per second of the sampled frames (options or item "frame_rate"), for Qwen2.5-VL's time ids
         self.frame_rate = float(self.spec.options.get("frame_rate", 1.0))
 
