@@ -9,12 +9,10 @@ compute times, which the runner logs under work/timings/), and writes them into 
 
 from __future__ import annotations
 
-import json
 import os
 import platform
 import tempfile
 import time
-from collections import defaultdict
 from pathlib import Path
 
 from report import write_section
@@ -37,33 +35,24 @@ def prepare() -> Path:
     return lst
 
 
-def timings(work: Path) -> dict[str, dict]:
-    """Per stage: items and batches processed, seconds in batches, model setups and their seconds, and the
-    largest peak RSS of its workers."""
-    out = defaultdict(lambda: defaultdict(float))
-    for p in (work / "timings").glob("*/*.jsonl"):
-        t = out[p.parent.name]
-        for line in p.read_text().splitlines():
-            e = json.loads(line)
-            t["rss_mb"] = max(t["rss_mb"], e["rss_mb"])
-            if e["what"] == "setup":
-                t["setups"] += 1
-                t["setup_s"] += e["seconds"]
-            else:
-                t["items"] += len(e["keys"])
-                t["batches"] += 1
-                t["compute_s"] += e["seconds"]
-    return out
+def video_seconds(work: Path) -> float:
+    """Seconds of video probed, from the probe stage's parts."""
+    import pyarrow.parquet as pq
 
-
-def records(work: Path, stage: str) -> list[dict]:
-    return [r for p in (work / "stages" / stage).glob("*/*.json") for r in json.loads(p.read_text())["records"]]
+    return sum(
+        v["probe"]["duration"]
+        for p in (work / "stages" / "probe").glob("*.parquet")
+        for u in pq.read_table(p).to_pylist()
+        for v in u["videos"]
+        if v["probe"]
+    )
 
 
 def main() -> None:
     from mvid.pipeline.config import load
     from mvid.pipeline.dag import Pipeline
     from mvid.pipeline.executor import RayExecutor
+    from mvid.pipeline.runner import timings
     from mvid.stages import REGISTRY
 
     lst = prepare()
@@ -77,28 +66,28 @@ def main() -> None:
         s = Pipeline(cfg).run(ex)
         wall = time.perf_counter() - t0
         ex.ray.shutdown()
-        stages, made = timings(work), len(records(work, "split"))
-        video_s = sum(r["probe"]["duration"] for r in records(work, "probe"))
+        stages, video_s = timings(work), video_seconds(work)
+        made = next(t.items for n, t in stages.items() if REGISTRY[n].key == "clip_id")  # the clips split made
 
     kinds = {
         n: "actors" if c.uses_model else "barrier" if c.barrier else "sink tasks" if c.sink else "tasks"
         for n, c in REGISTRY.items()
     }
     rows = [
-        "| stage | runs as | items | batches | compute s | model setups | setup s | peak RSS MB | memory_gb |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| stage | runs as | items | batches | compute s | setup s | peak RSS MB | memory_gb |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for p in cfg.stages:
         t = stages[p.name]
         rows.append(
-            f"| {p.name} | {kinds[p.name]} | {t['items']:.0f} | {t['batches']:.0f} | {t['compute_s']:.1f} | "
-            f"{t['setups']:.0f} | {t['setup_s']:.1f} | {t['rss_mb']:.0f} | {p.resources.memory_gb or '-'} |"
+            f"| {p.name} | {kinds[p.name]} | {t.items} | {t.batches} | {t.seconds:.1f} | "
+            f"{t.setup_s:.1f} | {t.rss_mb} | {p.resources.memory_gb or '-'} |"
         )
-    compute = sum(t["compute_s"] for t in stages.values())
-    setup = sum(t["setup_s"] for t in stages.values())
+    compute = sum(t.seconds for t in stages.values())
+    setup = sum(t.setup_s for t in stages.values())
     cpus = cfg.ray.num_cpus
     rest = wall - ray_s - (compute + setup) / cpus
-    rows.append(f"| **all** | | | | **{compute:.1f}** | | **{setup:.1f}** | | |")
+    rows.append(f"| **all** | | | | **{compute:.1f}** | **{setup:.1f}** | | |")
     summary = [
         "| measure | value |",
         "|---|---|",

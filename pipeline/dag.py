@@ -21,8 +21,9 @@ from mvid.models.base import ModelLoadError
 from mvid.pipeline.config import Config, ConfigError
 from mvid.pipeline.executor import RunError
 from mvid.pipeline.inputs import keys, listed, read_unit, write_duplicates, write_units
+from mvid.pipeline.runner import timings
 from mvid.pipeline.stage import Ctx, Stage, reject_of
-from mvid.pipeline.store import Parts, digest
+from mvid.pipeline.store import Parts, atomic_write, digest
 from mvid.schemas import record as R
 from mvid.schemas import shard as S
 from mvid.stages import REGISTRY
@@ -173,6 +174,25 @@ class Pipeline:
                 f"writing the output failed ({cause}); no manifest lists a partial "
                 f"shard. Run `mvid run` again once {self.ctx.out} is writable."
             ) from None
+        t, wall = timings(self.ctx.work), round(time.time() - t0, 2)
+        (self.ctx.work / "timings").mkdir(parents=True, exist_ok=True)
+        with open(self.ctx.work / "timings" / "runs.jsonl", "a") as f:  # one line per finished run
+            f.write(json.dumps({"wall_s": wall}) + "\n")
+        walls = [json.loads(x)["wall_s"] for x in (self.ctx.work / "timings" / "runs.jsonl").read_text().splitlines()]
+        rule = sel and ", ".join(f"{k}={v}" for k, v in sel.p.model_dump().items() if k in ("top_n", "quantile") and v)
+        run = S.Run(
+            work_dir=str(self.ctx.work),
+            wall_s=wall,
+            runs=len(walls),
+            all_wall_s=round(sum(walls), 2),
+            stages={
+                s.name: t[s.name].model_copy(update={"of": "videos" if s.key == "video_id" else "clips"})
+                for s in self.stages
+                if s.name in t
+            },
+            selection=sel and f"{rule}: {man.samples} kept of {pool} scored",
+        )
+        atomic_write(self.ctx.out / S.RUN, run.model_dump_json(indent=1).encode())
         kinds: Counter[str] = Counter()
         for d in done:
             kinds.update(d["stats"]["kinds"])

@@ -20,6 +20,7 @@ from mvid.pipeline.media import Media
 from mvid.pipeline.stage import Ctx, Result, StageError, reject_of
 from mvid.pipeline.store import Parts, digest
 from mvid.schemas import record as R
+from mvid.schemas.shard import StageTime
 
 log = logging.getLogger("mvid")
 CRASHES = 3  # worker deaths on one input before it is recorded as worker_crash; Ray retries a batch past that
@@ -40,10 +41,10 @@ def run_id() -> str:
     return ray.get_runtime_context().get_job_id() if ray and ray.is_initialized() else "local"
 
 
-def log_time(ctx: Ctx, stage: str, keys: list[str], seconds: float, what: str = "batch") -> None:
-    """Append where and how long a stage ran, and the process's peak RSS so far, to work/timings/<stage>/, one
-    file per process (bench/e2e.py and the tests read them). Kept out of the stage outputs, which must not change
-    between runs."""
+def log_time(ctx: Ctx, stage: str, keys: list[str], seconds: float, what: str = "batch", items: int = 0) -> None:
+    """Append where and how long a stage ran on how many items, and the process's peak RSS so far, to
+    work/timings/<stage>/, one file per process (`timings` below sums them). Kept out of the stage outputs, which
+    must not change between runs."""
     ray = sys.modules.get("ray")
     node = ray.get_runtime_context().get_node_id() if ray and ray.is_initialized() else "local"
     d = ctx.work / "timings" / stage
@@ -51,8 +52,32 @@ def log_time(ctx: Ctx, stage: str, keys: list[str], seconds: float, what: str = 
     with open(d / f"{node[:12]}-{os.getpid()}.jsonl", "a") as f:
         rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024  # KiB on Linux
         f.write(
-            json.dumps({"what": what, "node": node, "keys": keys, "seconds": round(seconds, 4), "rss_mb": rss}) + "\n"
+            json.dumps(
+                {"what": what, "node": node, "keys": keys, "items": items, "seconds": round(seconds, 4), "rss_mb": rss}
+            )
+            + "\n"
         )
+
+
+def timings(work: Path) -> dict[str, StageTime]:
+    """Per stage, over every run on this work folder: items, batches, seconds in batches and in model set-up, and
+    the largest peak RSS of its workers. Streams the files: a line per unit and stage."""
+    out = {}
+    for d in sorted((work / "timings").glob("*/")):
+        t = StageTime(items=0, batches=0, seconds=0.0, setup_s=0.0, rss_mb=0)
+        for p in d.glob("*.jsonl"):
+            with open(p) as f:
+                for line in f:
+                    e = json.loads(line)
+                    t.rss_mb = max(t.rss_mb, e["rss_mb"])
+                    if e["what"] == "setup":
+                        t.setup_s += e["seconds"]
+                    else:
+                        t.items += e.get("items", 0)
+                        t.batches += 1
+                        t.seconds += e["seconds"]
+        out[d.name] = t.model_copy(update={"seconds": round(t.seconds, 2), "setup_s": round(t.setup_s, 2)})
+    return out
 
 
 def merged(video: dict, clip: dict) -> dict:
@@ -82,10 +107,12 @@ class Runner:
         if self.parts.valid(name, u["_k"], self.fp) and not self.forced(u):
             return R.rows(self.parts.read(name))[0]
         t = time.perf_counter()
+        live = [v for v in u["videos"] if not v["failed"]]
+        items = len(live) if self.stage.key == "video_id" else sum(len(v["clips"]) for v in live)
         videos = self.process(u)
         out = {"unit": name, "_k": digest([u["_k"], self.fp, videos]), "videos": videos}
         self.parts.write(name, R.table([out]), {"in": u["_k"], "fp": self.fp, "out": out["_k"]})
-        log_time(self.stage.ctx, self.stage.name, [name], time.perf_counter() - t)
+        log_time(self.stage.ctx, self.stage.name, [name], time.perf_counter() - t, items=items)
         return out
 
     def forced(self, u: dict) -> bool:

@@ -46,7 +46,8 @@ TRANSCRIPT = pa.struct(
         ("scope", S),
     ]
 )
-CAPTIONS = pa.struct([(k, S) for k in ("A", "V", "S", "AV", "AVS")])
+CAPTION_TYPES = ("A", "V", "S", "AV", "AVS")  # the MVid captions: audio, visual, speech, and two fusions
+CAPTIONS = pa.struct([(k, S) for k in CAPTION_TYPES])
 
 # name -> (Arrow type, stage that makes it, meaning). Stages declare `requires` and `produces` from these names,
 # and the runner checks both.

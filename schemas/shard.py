@@ -7,12 +7,19 @@ from __future__ import annotations
 
 import hashlib
 import json
+import tarfile
+from collections.abc import Iterator
 from pathlib import Path
 
+import pyarrow as pa
 from pydantic import BaseModel
 
+from mvid.schemas.record import CAPTION_TYPES
+
 MANIFEST = "manifest.json"  # Manifest below
-INDEX = "index"  # a Parquet folder, a file per shard: one row per sample, INDEX_COLUMNS (pyarrow reads it whole)
+RUN = "run.json"  # Run below: the last run's timings and selection, for the report
+REPORT = "report.html"  # mvid report's default page
+INDEX = "index"  # a Parquet folder, a file per shard: one row per sample, INDEX_SCHEMA (pyarrow reads it whole)
 WIDS = "shards.json"  # wids descriptor, shard urls relative to the output folder
 WDS = "shards.yaml"  # webdataset.WebDataset spec
 FAILURES = "failures"  # every reject of the run (failures and policy drops), a JSON line each, a file per shard
@@ -39,8 +46,39 @@ def members(rec: dict) -> dict[str, str]:
     return out
 
 
-# Scalar record columns copied into the per-sample index, besides key and shard.
-INDEX_COLUMNS = ("video_id", "clip_index", "start", "end", "duration", "fps", "has_audio", "path")
+# The per-sample index: what a report, a sampler or a filter needs without opening a shard. Caption columns hold
+# the caption's length in words (None: the sample has no such caption).
+_F, _S = pa.float64(), pa.string()
+INDEX_SCHEMA = pa.schema(
+    [
+        ("key", _S),
+        ("shard", _S),
+        ("video_id", _S),
+        ("clip_index", pa.int64()),
+        *[(c, _F) for c in ("start", "end", "duration", "fps")],
+        ("has_audio", pa.bool_()),
+        ("path", _S),
+        ("clip_score", _F),
+        ("language", _S),  # fastText's language of the speech
+        ("lid_confidence", _F),
+        ("translator", _S),  # none, seamless or llm
+        *[(f"words_{k}", pa.int64()) for k in CAPTION_TYPES],
+    ]
+)
+
+
+def index_row(rec: dict, shard: str) -> dict:
+    lid, tr, caps = rec.get("lid") or {}, rec.get("translation") or {}, rec.get("captions") or {}
+    return {
+        "key": rec["clip_id"],
+        "shard": shard,
+        **{c: rec.get(c) for c in ("video_id", "clip_index", "start", "end", "duration", "fps", "has_audio", "path")},
+        "clip_score": rec.get("clip_score"),
+        "language": lid.get("language"),
+        "lid_confidence": lid.get("confidence"),
+        "translator": tr.get("translator"),
+        **{f"words_{k}": len(caps[k].split()) if caps.get(k) else None for k in CAPTION_TYPES},
+    }
 
 
 class ShardEntry(BaseModel):
@@ -68,6 +106,26 @@ class Manifest(BaseModel):
     failures: dict[str, int]  # reason code -> count
 
 
+class StageTime(BaseModel):
+    items: int  # videos or clips processed (see `of`), over every run on this work folder
+    of: str = "items"  # what items are: videos (probe, split, extract) or clips
+    batches: int  # units
+    seconds: float  # in batches, without model set-up
+    setup_s: float  # model set-up, summed over workers
+    rss_mb: int  # the largest peak RSS of its workers
+
+
+class Run(BaseModel):
+    """What the last `mvid run` did, beside the manifest: the report reads it."""
+
+    work_dir: str
+    wall_s: float  # the last run's wall time
+    runs: int = 1  # finished runs on this work folder
+    all_wall_s: float = 0.0  # their wall times, summed: what the stages' seconds are shares of
+    stages: dict[str, StageTime]  # in run order
+    selection: str | None  # the rule, e.g. "top_n=36 of 40 scored"
+
+
 def sha256(path: Path) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:
@@ -88,3 +146,21 @@ def failures(out: Path):
     for p in sorted((out / FAILURES).glob("*.jsonl")):
         for line in p.read_text().splitlines():
             yield json.loads(line)
+
+
+def samples(tar: Path, keys: set[str] | None = None) -> Iterator[tuple[str, dict[str, bytes]]]:
+    """A shard's samples in order, as (key, {extension: bytes}); with `keys`, only those. Members are
+    <key>.<extension>, a sample's members next to each other (keys hold no dots)."""
+    key, got = "", dict[str, bytes]()
+    with tarfile.open(tar) as t:
+        for m in t:
+            k, _, ext = m.name.partition(".")
+            if k != key:
+                if got:
+                    yield key, got
+                key, got = k, {}
+            if keys is None or k in keys:
+                f = t.extractfile(m)
+                got[ext] = f.read() if f else b""
+    if got:
+        yield key, got

@@ -61,6 +61,7 @@ def sample_json(rec: dict) -> dict:
 @register
 class Shard(Stage[ShardParams]):
     name = "shard"
+    version = 2  # 2: the index's report columns (score, language, translator, caption words)
     Params = ShardParams
     requires = ("clip_id", "clip_path", "frame_paths")
     sink = True
@@ -112,18 +113,9 @@ class Shard(Stage[ShardParams]):
             "stats": stats(videos, samples),
             "errors": [j for j in map(json.loads, rejects) if j["kind"] == "error"][:20],
         }
-        rows = [{"key": r["clip_id"], "shard": name, **{c: r.get(c) for c in S.INDEX_COLUMNS}} for r in samples]
-        cols = {
-            "key": pa.string(),
-            "shard": pa.string(),
-            "video_id": pa.string(),
-            "clip_index": pa.int64(),
-            **{c: pa.float64() for c in ("start", "end", "duration", "fps")},
-            "has_audio": pa.bool_(),
-            "path": pa.string(),
-        }
-        atomic_write(index, parquet_bytes(pa.Table.from_pylist(rows, schema=pa.schema(cols)), done))
-        log_time(self.ctx, self.name, [shard.name], time.perf_counter() - t)
+        rows = [S.index_row(r, name) for r in samples]
+        atomic_write(index, parquet_bytes(pa.Table.from_pylist(rows, schema=S.INDEX_SCHEMA), done))
+        log_time(self.ctx, self.name, [shard.name], time.perf_counter() - t, items=len(samples))
         return done
 
     def sample(self, r: dict, md: Media) -> list[tuple[str, bytes]]:
