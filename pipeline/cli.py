@@ -66,6 +66,10 @@ def cmd_run(a) -> int:
     s = pipe.run(_executor(cfg))
     print(s.text())
     print(f"shards in {pipe.ctx.out}  (inspect: mvid shards inspect {pipe.ctx.out})")
+    if a.report:
+        from mvid.pipeline.report import report
+
+        print(f"report: {report(pipe.ctx.out)}")
     return 0
 
 
@@ -94,6 +98,24 @@ def cmd_verify(a) -> int:
         print(p)
     print("ok" if not problems else f"{len(problems)} problem(s)")
     return 1 if problems else 0
+
+
+def cmd_report(a) -> int:
+    from mvid.pipeline.report import report
+
+    print(report(Path(a.out), a.html and Path(a.html), a.gallery))
+    return 0
+
+
+def cmd_export(a) -> int:
+    from mvid.pipeline.export import corpus_entry, export
+
+    r = export(a.format, Path(a.out), Path(a.dest))
+    print(f"{r['clips']} clips in {a.dest}/videos, annotations in {r['annotations']}", end="")
+    print(f" ({r['skipped']} without any caption left out)" if r["skipped"] else "")
+    if a.format == "internvideo2":
+        print("InternVideo2 configs/data.py entry:\n" + corpus_entry(Path(a.dest)))
+    return 0
 
 
 def cmd_samples(a) -> int:
@@ -153,6 +175,7 @@ def main(argv: list[str] | None = None) -> int:
     sub = ap.add_subparsers(dest="cmd", required=True)
     p = sub.add_parser("run", help="run the whole DAG; finished work is skipped")
     _config_args(p)
+    p.add_argument("--report", action="store_true", help="write OUT/report.html afterwards (mvid report)")
     p.set_defaults(fn=cmd_run)
     p = sub.add_parser("stage", help="rerun one stage from its persisted inputs")
     p.add_argument("name")
@@ -174,6 +197,16 @@ def main(argv: list[str] | None = None) -> int:
     p = sh.add_parser("verify")
     p.add_argument("out")
     p.set_defaults(fn=cmd_verify)
+    p = sub.add_parser("report", help="a self-contained HTML page: totals, plots, a gallery of clips")
+    p.add_argument("out")
+    p.add_argument("--html", help="where to write it (default OUT/report.html)")
+    p.add_argument("--gallery", type=int, default=24, help="clips in the gallery")
+    p.set_defaults(fn=cmd_report)
+    p = sub.add_parser("export", help="the clips and annotations in another training code's format")
+    p.add_argument("format", choices=["internvideo2", "jsonl"])
+    p.add_argument("out")
+    p.add_argument("dest")
+    p.set_defaults(fn=cmd_export)
     mo = sub.add_parser("models", help="model weights").add_subparsers(dest="sub", required=True)
     p = mo.add_parser("tiny", help="build tiny random-weight models of every role into DEST")
     p.add_argument("dest")

@@ -152,6 +152,15 @@ def clips(work: Path, stage: str) -> dict:
 
 
 @pytest.fixture(scope="session")
+def full(samples, tmp_path_factory, mvid):
+    """The demo profile over the whole sample corpus, with its report: (out, entries, stdout, stderr)."""
+    dest, entries = samples
+    d = tmp_path_factory.mktemp("e2e")
+    p = mvid("run", "--input", dest / "inputs.jsonl", "--work", d / "work", "--out", d / "out", "--report")
+    return d / "out", entries, p.stdout, p.stderr
+
+
+@pytest.fixture(scope="session")
 def persisted():
     """(videos, clips): what a stage persisted in a work folder, by video id and by clip id."""
     return videos, clips

@@ -33,14 +33,6 @@ def manifest(out):
 
 
 @pytest.fixture(scope="module")
-def full(samples, tmp_path_factory, mvid):
-    dest, entries = samples
-    d = tmp_path_factory.mktemp("e2e")
-    p = mvid("run", "--input", dest / "inputs.jsonl", "--work", d / "work", "--out", d / "out")
-    return d / "out", entries, p.stdout, p.stderr
-
-
-@pytest.fixture(scope="module")
 def stage_records(persisted):
     """Every clip a stage persisted in the run's work folder, by clip id."""
     return lambda out, stage: persisted[1](out.parent / "work", stage)
