@@ -1,4 +1,5 @@
-"""CLIP scorer: a tiny random CLIPModel through transformers (and open_clip where it imports) on real jpg frames."""
+"""CLIP scorer: a tiny random CLIPModel through transformers, and a tiny open_clip model through open_clip (in the
+torchvision environment, .venv-tv), on real jpg frames."""
 
 import numpy as np
 import pytest
@@ -78,11 +79,8 @@ def test_tokenizer_round_trip():
     assert tok.decode(ids, skip_special_tokens=True) == "a dog walks"
 
 
+@pytest.mark.torchvision
 def test_open_clip_scores(env, tmp_path):
-    try:
-        import open_clip  # noqa: F401
-    except (ImportError, RuntimeError, OSError) as e:  # torchvision failing to load next to a CPU torch
-        pytest.skip(f"open_clip does not import here ({type(e).__name__}: {e}); it needs a working torchvision")
     from mvid.models.testing import tiny_open_clip
 
     tiny_open_clip(tmp_path)
