@@ -258,6 +258,8 @@ def card(c: dict, sources: dict) -> str:
         else f'<p class="speech missing">no speech: {E(reasons.get("transcript") or reasons.get("S") or "none")}</p>'
     )
     score = "-" if c["score"] is None else f"{c['score']:.3f}"
+    per = ", ".join(f"{k} {v:.3f}" for k, v in sorted((rec.get("clip_scores") or {}).items()))
+    score += f" ({E(per)})" if per else ""
     state = (
         '<span class="badge kept">kept</span>'
         if c.get("shard")
