@@ -86,7 +86,8 @@ def _fast(net):
             return y.relu_() if relu else y
 
         def forward(self, frames):
-            """uint8 (b, t, 27, 48, 3) -> transition logits (b, t - 2 * CTX) of the frames kept from each window."""
+            """uint8 (b, t, 27, 48, 3) -> logits (b, t - 2 * CTX, 2) of the frames kept from each window: the
+            transition's single frame, and every frame of a transition (the "many-hot" head)."""
             b, t = frames.shape[:2]
             x = frames.float().div_(255).view(b * t, H, W, 3).permute(0, 3, 1, 2)
             feats = []
@@ -107,7 +108,8 @@ def _fast(net):
                 ],
                 2,
             )[:, CTX : t - CTX]
-            return n.cls_layer1(F.relu(n.fc1(x)))[..., 0]
+            h = F.relu(n.fc1(x))
+            return torch.cat([n.cls_layer1(h), n.cls_layer2(h)], 2)
 
     return Fast().eval()
 
@@ -148,7 +150,8 @@ class TransNetV2(Adapter):
             self.precision = "float32"
 
     def __call__(self, chunks: Iterable[np.ndarray]) -> np.ndarray:
-        """Per-frame transition probabilities for frames streamed as uint8 chunks of shape (n, 27, 48, 3)."""
+        """Per-frame probabilities (n, 2) for frames streamed as uint8 chunks of shape (n, 27, 48, 3): that the
+        frame is a transition's single frame, and that it lies within a transition."""
         n = 0
 
         def counted():
@@ -165,11 +168,11 @@ class TransNetV2(Adapter):
                 batch = []
         if batch:
             out.append(self._run(batch))
-        return np.concatenate(out)[:n] if out else np.zeros(0, np.float32)
+        return np.concatenate(out)[:n] if out else np.zeros((0, 2), np.float32)
 
     def _run(self, batch: list[np.ndarray]) -> np.ndarray:
         torch = self.torch
         half = self.precision == "bfloat16"
         with torch.inference_mode(), torch.autocast(torch.device(self.dev).type, torch.bfloat16, enabled=half):
             x = torch.from_numpy(np.stack(batch)).to(self.dev)
-            return torch.sigmoid(self.net(x).float()).reshape(-1).cpu().numpy()
+            return torch.sigmoid(self.net(x).float()).reshape(-1, 2).cpu().numpy()

