@@ -32,9 +32,9 @@ class SplitParams(StageParams):
     many_threshold: float = Field(0.3, gt=0, lt=1)
     gradual_min: float = Field(0.2, gt=0, lt=1)
     merge_gap: int = Field(5, ge=0)
-    # The colour-histogram step (STEP_GAP, STEP_LEN below) that marks a transition TransNetV2 missed, such as a
-    # wipe; 0: off. Off by default: 0.3 finds wipes on bench/shots.py, but cuts moving colour patterns apart.
-    hist_threshold: float = Field(0, ge=0, lt=1)
+    # The colour-histogram step (STEP_GAP, STEP_LEN, DRIFT below) that marks a transition TransNetV2 missed, such
+    # as a wipe; 0: off.
+    hist_threshold: float = Field(0.3, ge=0, lt=1)
     min_clip_s: float = Field(1.0, ge=0)
     max_clip_s: float = Field(20.0, gt=0)
     window_batch: int = Field(1, ge=1)  # TransNetV2 windows per forward pass; 1 is fastest on CPU (cache)
@@ -61,6 +61,7 @@ class SplitParams(StageParams):
 
 
 STEP_GAP, STEP_LEN = 12, 6  # the histogram step compares STEP_LEN frames ending STEP_GAP before t with as many after
+DRIFT = 0.7  # a histogram step must exceed this share of what the drift inside L and R makes over the span
 LO = 0.02  # a frame counts as inside a histogram transition between LO and 1 - LO of the way from L to R
 PAD = 2  # frames dropped on each side of a gradual transition: its detected ends can be a frame or two inside
 
@@ -104,9 +105,11 @@ def transitions(probs: np.ndarray, p: SplitParams) -> list[Bound]:
 
 def hist_steps(hists: np.ndarray, found: list[Bound], threshold: float) -> list[Bound]:
     """Colour changes away from the found transitions: where the mean histograms L and R of STEP_LEN frames on
-    either side of a 2 * STEP_GAP frame span differ by more than threshold (total variation), strongest first.
-    The transition is the part of that span whose frames lie between L and R: from the first frame a tenth of
-    the way to R to the last frame short of nine tenths."""
+    either side of a 2 * STEP_GAP frame span differ by more than threshold (total variation) and by more than
+    the colours' drift inside L and R would make over the span (DRIFT), strongest first, with no transition
+    already found between L and R.
+    The transition is the part of that span whose frames lie between L and R: from the first frame LO of the way
+    to R to the last frame short of 1 - LO."""
     n, g, k = len(hists), STEP_GAP, STEP_LEN
     if n < 2 * (g + k) + 1:
         return []
@@ -120,7 +123,11 @@ def hist_steps(hists: np.ndarray, found: list[Bound], threshold: float) -> list[
         if d[i] <= threshold:
             break
         span = np.arange(t[i] - g, t[i] + g)
-        if any(span[-1] >= a - k and span[0] <= b + k for a, b in taken):
+        if any(t[i] + g + k > a and t[i] - g - k <= b for a, b in taken):  # L and R must each lie in one shot
+            continue
+        ends = h[[t[i] - g - k, t[i] - g - 1, t[i] + g, t[i] + g + k - 1]]
+        drift = (np.abs(ends[0] - ends[1]).sum() + np.abs(ends[2] - ends[3]).sum()) / 4  # inside L and R
+        if d[i] <= DRIFT * drift * (2 * g + k) / (k - 1):  # no more than the colours' own drift would make
             continue
         taken.append((span[0], span[-1]))
         step = right[i] - left[i]
