@@ -20,6 +20,7 @@ from typing import ClassVar
 
 import psutil
 import pytest
+from recipe import recipe
 
 from mvid.models.samples import frame_count
 from mvid.pipeline.config import load
@@ -35,11 +36,6 @@ pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 ROOT = Path(__file__).resolve().parents[1]
 RECIPE = """
-input: {root}/in.jsonl
-work_dir: {root}/work
-output_dir: {root}/out
-ray: {{num_cpus: 2, object_store_mb: 128}}
-stages:
   - name: probe
     batch_size: 4
     max_duration_s: 4
@@ -229,7 +225,7 @@ def corpus(tmp_path_factory):
         (json.dumps({"path": str(d / "twin_copy.mp4")}), "duplicate_content"),
     ]
     (root / "in.jsonl").write_text("".join(line + "\n" for line, _ in rows))
-    (root / "recipe.yaml").write_text(RECIPE.format(root=root, long="refuse"))
+    (root / "recipe.yaml").write_text(recipe(root, RECIPE.format(long="refuse")))
     with open(root / "stdout", "w") as out, open(root / "stderr", "w") as err:
         proc = subprocess.Popen(
             [sys.executable, "-m", "mvid.pipeline.cli", "run", "--config", root / "recipe.yaml"],
@@ -404,7 +400,7 @@ def local(tmp_path_factory):
     (root / "in").mkdir()
     inputs = [video(root / "in/good.mp4"), video(root / "in/long.mp4", 6)]
     (root / "in.jsonl").write_text("".join(json.dumps({"path": str(p)}) + "\n" for p in inputs))
-    (root / "recipe.yaml").write_text(RECIPE.format(root=root, long="cap"))
+    (root / "recipe.yaml").write_text(recipe(root, RECIPE.format(long="cap")))
     pipe = Pipeline(load(str(root / "recipe.yaml")))
     pipe.run(RayExecutor(num_cpus=2, object_store_mb=256))
     return root, pipe, inputs
@@ -482,11 +478,6 @@ def test_disk_full_while_writing_a_shard(local, invariants, tmp_path):
 
 
 MODEL_RECIPE = """
-input: {video}
-work_dir: {root}/work
-output_dir: {root}/out
-ray: {{num_cpus: 2, object_store_mb: 128}}
-stages:
   - name: probe
   - name: {stage}
     {field}: {{backend: {backend}, model: {model}}}
@@ -500,13 +491,10 @@ def test_model_with_broken_files_stops_the_run_before_any_video(tmp_path, mvid):
     broken.mkdir()
     (broken / "config.json").write_text('{"model_type": "clip",')
     (tmp_path / "r.yaml").write_text(
-        MODEL_RECIPE.format(
-            video=video(tmp_path / "v.mp4"),
-            root=tmp_path,
-            stage="clipscore",
-            field="model",
-            backend="transformers",
-            model=broken,
+        recipe(
+            tmp_path,
+            MODEL_RECIPE.format(stage="clipscore", field="model", backend="transformers", model=broken),
+            input=video(tmp_path / "v.mp4"),
         )
     )
     p = mvid("run", "--config", tmp_path / "r.yaml", check=False)
@@ -519,8 +507,10 @@ def test_model_that_fails_to_load_in_its_actor_is_named(tmp_path, mvid):
     bad = tmp_path / "lid.176.bin"
     bad.write_bytes(b"not a fastText model")
     (tmp_path / "r.yaml").write_text(
-        MODEL_RECIPE.format(
-            video=video(tmp_path / "v.mp4"), root=tmp_path, stage="lid", field="model", backend="fasttext", model=bad
+        recipe(
+            tmp_path,
+            MODEL_RECIPE.format(stage="lid", field="model", backend="fasttext", model=bad),
+            input=video(tmp_path / "v.mp4"),
         )
     )
     p = mvid("run", "--config", tmp_path / "r.yaml", check=False)

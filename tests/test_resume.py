@@ -7,6 +7,7 @@ import shutil
 from collections import Counter
 
 import pytest
+from recipe import recipe
 
 from mvid.pipeline.config import load
 from mvid.pipeline.dag import Pipeline
@@ -15,11 +16,6 @@ from mvid.pipeline.executor import RayExecutor
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 RECIPE = """
-input: {root}/in.jsonl
-work_dir: {root}/work
-output_dir: {root}/out
-ray: {{num_cpus: 2, object_store_mb: 256}}
-stages:
   - name: probe
   - name: split
     min_clip_s: 0.5
@@ -58,7 +54,7 @@ def run(tmp_path_factory, cut_videos, weights):
     root = tmp_path_factory.mktemp("resume")
     (root / "in.jsonl").write_text("".join(json.dumps({"path": str(p)}) + "\n" for p, _ in cut_videos[:2]))
     shutil.copytree(weights / "tiny-faster-whisper", root / "asr")  # a model folder this test may touch
-    (root / "recipe.yaml").write_text(RECIPE.format(root=root, asr=root / "asr"))
+    (root / "recipe.yaml").write_text(recipe(root, RECIPE.format(asr=root / "asr"), store=256))
     ex = RayExecutor(num_cpus=2, object_store_mb=256)
 
     def go(*sets):
