@@ -3,6 +3,7 @@ torchvision environment, .venv-tv), on real jpg frames."""
 
 import numpy as np
 import pytest
+from recipe import recipe
 
 from mvid.models import backends
 from mvid.models.base import ModelSpec
@@ -87,3 +88,52 @@ def test_open_clip_scores(env, tmp_path):
     s = scorer(tmp_path / "tiny-open-clip", backend="open_clip")
     assert s.name == "tiny-random/open-clip"
     check(s, env[1], env[2])
+
+
+STAGES = """
+  - name: probe
+    resources: {{cpus: 0.5}}
+  - name: split
+    min_clip_s: 0.5
+    resources: {{cpus: 0.5, actors: 1}}
+  - name: extract
+    frames: 4
+    frame_size: 96
+    resources: {{cpus: 0.5}}
+  - name: vcaption
+    model: {{backend: transformers, model: tiny-qwen2-vl, options: {{max_pixels: 50176, max_new_tokens: 8}}}}
+    resources: {{cpus: 0.25, actors: 1}}
+  - name: fuse
+    llm: {{backend: transformers, model: tiny-llama, options: {{max_tokens: 8}}}}
+    resources: {{cpus: 0.25, actors: 1}}
+  - name: clipscore
+    model: {{backend: open_clip, model: {clip}}}
+    resources: {{cpus: 0.25, actors: 1}}
+  - name: select
+    quantile: 0.5
+  - name: shard
+    videos: 1
+"""
+
+
+@pytest.mark.torchvision
+@pytest.mark.e2e
+def test_pipeline_scores_with_open_clip(cut_videos, tmp_path, mvid, persisted):
+    """A pipeline run whose clipscore stage is the production profile's open_clip backend: every clip with a V
+    caption scored by it, and the global quantile keeps the better half."""
+    import json
+
+    import pyarrow.parquet as pq
+
+    from mvid.models.testing import tiny_open_clip
+
+    tiny_open_clip(tmp_path)
+    (tmp_path / "in.jsonl").write_text("".join(json.dumps({"path": str(p)}) + "\n" for p, _ in cut_videos[:2]))
+    cfg = tmp_path / "recipe.yaml"
+    cfg.write_text(recipe(tmp_path, STAGES.format(clip=tmp_path / "tiny-open-clip")))
+    mvid("run", "--config", cfg)
+    scored = [c for c in persisted[1](tmp_path / "work", "clipscore").values() if c["captions"]["V"]]
+    assert len(scored) >= 4 and all(c["models"]["clip_scores"] == "tiny-random/open-clip" for c in scored)
+    scores = sorted(c["clip_score"] for c in scored)
+    kept = pq.read_table(tmp_path / "out" / "index").column("clip_score").to_pylist()
+    assert 0 < len(kept) < len(scores) and min(kept) >= scores[len(scores) // 2 - 1]
