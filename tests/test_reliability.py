@@ -480,24 +480,24 @@ def test_disk_full_while_writing_a_shard(local, invariants, tmp_path):
 MODEL_RECIPE = """
   - name: probe
   - name: {stage}
-    {field}: {{backend: {backend}, model: {model}}}
+    model: {{backend: {backend}, model: {model}}}
     resources: {{cpus: 0.25}}
   - name: shard
 """
+
+
+def model_run(tmp_path, mvid, stage, backend, model):
+    """mvid run of probe, the stage with this model, and shard over one small video (not checked)."""
+    stages = MODEL_RECIPE.format(stage=stage, backend=backend, model=model)
+    (tmp_path / "r.yaml").write_text(recipe(tmp_path, stages, input=video(tmp_path / "v.mp4")))
+    return mvid("run", "--config", tmp_path / "r.yaml", check=False)
 
 
 def test_model_with_broken_files_stops_the_run_before_any_video(tmp_path, mvid):
     broken = tmp_path / "tiny-clip"
     broken.mkdir()
     (broken / "config.json").write_text('{"model_type": "clip",')
-    (tmp_path / "r.yaml").write_text(
-        recipe(
-            tmp_path,
-            MODEL_RECIPE.format(stage="clipscore", field="model", backend="transformers", model=broken),
-            input=video(tmp_path / "v.mp4"),
-        )
-    )
-    p = mvid("run", "--config", tmp_path / "r.yaml", check=False)
+    p = model_run(tmp_path, mvid, "clipscore", "transformers", broken)
     assert p.returncode == 2 and "Traceback" not in p.stderr
     assert f"mvid: error: role 'clip' (transformers): {broken} has a config.json that is not valid JSON" in p.stderr
     assert "expected" in p.stderr and not (tmp_path / "work").exists()
@@ -506,14 +506,7 @@ def test_model_with_broken_files_stops_the_run_before_any_video(tmp_path, mvid):
 def test_model_that_fails_to_load_in_its_actor_is_named(tmp_path, mvid):
     bad = tmp_path / "lid.176.bin"
     bad.write_bytes(b"not a fastText model")
-    (tmp_path / "r.yaml").write_text(
-        recipe(
-            tmp_path,
-            MODEL_RECIPE.format(stage="lid", field="model", backend="fasttext", model=bad),
-            input=video(tmp_path / "v.mp4"),
-        )
-    )
-    p = mvid("run", "--config", tmp_path / "r.yaml", check=False)
+    p = model_run(tmp_path, mvid, "lid", "fasttext", bad)
     # Ray logs the actor's failed constructor with its trace; mvid ends on the one line that says what to fix.
     assert p.returncode == 2 and p.stderr.strip().splitlines()[-1] == (
         f"mvid: error: stage lid: role 'lid' (fasttext) could not load {bad}: ValueError: {bad} has wrong file "
