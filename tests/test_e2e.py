@@ -203,6 +203,7 @@ def test_inspect_and_verify(full, mvid):
     assert mvid("shards", "verify", out).stdout.strip().endswith("ok")
 
 
+@pytest.mark.timeout(1800)  # three pipeline runs; on a loaded 2-core machine one may take ten minutes
 def test_resume_after_killed_driver_equals_uninterrupted(samples, tmp_path, mvid, invariants):
     dest, _ = samples
     lst = tmp_path / "in.jsonl"
