@@ -181,6 +181,7 @@ def bound(side: str, b: Bound | str | None) -> dict:
 @register
 class Split(Stage[SplitParams]):
     name = "split"
+    version = 2  # 2: gradual transitions left out of clips, bounds
     Params = SplitParams
     key = "video_id"
     requires = ("video_id", "path", "probe")
