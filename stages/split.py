@@ -33,8 +33,9 @@ class SplitParams(StageParams):
     gradual_min: float = Field(0.2, gt=0, lt=1)
     merge_gap: int = Field(5, ge=0)
     # The colour-histogram step (STEP_GAP, STEP_LEN, DRIFT below) that marks a transition TransNetV2 missed, such
-    # as a wipe; 0: off.
-    hist_threshold: float = Field(0.3, ge=0, lt=1)
+    # as a wipe; 0: off. Off by default: 0.3 finds every wipe of bench/shots.py, but also cuts real shots where
+    # their colours change fast (a dark dress filling the frame).
+    hist_threshold: float = Field(0, ge=0, lt=1)
     min_clip_s: float = Field(1.0, ge=0)
     max_clip_s: float = Field(20.0, gt=0)
     window_batch: int = Field(1, ge=1)  # TransNetV2 windows per forward pass; 1 is fastest on CPU (cache)

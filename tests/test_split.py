@@ -149,9 +149,11 @@ def test_cut_positions_and_f1():
     assert true_cuts({"cuts": [50, 105], "transitions": [[100, 109]]}) == [(50, 50), (100, 109)]
 
 
-def test_known_cuts_found_within_one_frame(cut_videos, tmp_path):
+@pytest.mark.parametrize("hist_threshold", [0, 0.3])
+def test_known_cuts_found_within_one_frame(cut_videos, tmp_path, hist_threshold):
+    """Every cut found, no more, with the histogram step too: its moving patterns drift in colour."""
     for path, truth in cut_videos:
-        clips = split(path, tmp_path).records
+        clips = split(path, tmp_path, hist_threshold=hist_threshold).records
         assert len(clips) == len(truth["cuts"]) + 1, (path.name, [(c["start_frame"], c["end_frame"]) for c in clips])
         for cut, (a, b) in zip(truth["cuts"], pairwise(clips), strict=True):
             dissolve = next((t for t in truth["transitions"] if t[0] <= cut <= t[1]), None)
