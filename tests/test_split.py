@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from mvid.models.base import ModelSpec
-from mvid.models.samples import cuts, decode, f1, join_shots, score, transnet_video, true_cuts
+from mvid.models.samples import cuts, f1, join_shots, score, transnet_video, true_cuts
 from mvid.models.shots import TransNetV2
 from mvid.pipeline.stage import Ctx, Result
 from mvid.stages.extract import uniform
@@ -125,7 +125,9 @@ def test_frames_stream_through_the_model():
 def test_real_footage_transitions_found_and_left_out(shipped, tmp_path):
     """Shots of real footage joined by cuts, dissolves and a fade: every boundary is found, no clip holds a frame
     of a gradual transition, and each clip's bounds name what ends it."""
-    frames = decode(transnet_video(), (160, 90))
+    from mvid.pipeline import ffmpeg
+
+    frames = np.concatenate(list(ffmpeg.frames(transnet_video(), (160, 90), 600)))
     long = [c for c in shipped.records if c["end_frame"] - c["start_frame"] >= 50]
     pool = [frames[c["start_frame"] + 3 : c["end_frame"] - 3] for c in long[:7]]
     joins = [("dissolve", 12), ("cut", 0), ("fade", 16), ("dissolve", 20), ("cut", 0), ("fade", 10)]
