@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar, Generic, Literal, TypeVar
+from typing import Any, ClassVar, Generic, Literal, TypeVar, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, PositiveInt, field_validator
 
@@ -123,6 +123,7 @@ P = TypeVar("P", bound=StageParams)
 
 
 class Stage(Generic[P]):
+    # Set from the class header `class X(Stage[XParams])`: Params, name (XParams.name's default), uses_model.
     name: ClassVar[str]
     Params: ClassVar[type[StageParams]] = StageParams
     # Raise it when a change to the stage's code changes what it makes: its cached parts are then recomputed.
@@ -133,13 +134,19 @@ class Stage(Generic[P]):
     produces: ClassVar[tuple[str, ...]] = ()
     # Clip fields naming media members that the stage reads: the runner unpacks them and passes file paths.
     media: ClassVar[tuple[str, ...]] = ()
-    # Model stages run in a Ray actor pool (setup once per actor); others run as tasks.
+    # Model stages (those with models) run in a Ray actor pool (setup once per actor); others run as tasks.
     uses_model: ClassVar[bool] = False
     # A barrier stage needs every score first (global top-N); the sink writes one shard per unit, then finish().
     barrier: ClassVar[bool] = False
     sink: ClassVar[bool] = False
     # Params fields that hold a ModelSpec -> the model role they fill (see models/__init__.py).
     models: ClassVar[dict[str, str]] = {}
+
+    def __init_subclass__(cls, **kw):
+        super().__init_subclass__(**kw)
+        cls.Params = get_args(cls.__orig_bases__[0])[0]  # type: ignore[attr-defined]
+        cls.name = cls.Params.model_fields["name"].default
+        cls.uses_model = bool(cls.models)
 
     def __init__(self, params: P, ctx: Ctx):
         self.p, self.ctx = params, ctx

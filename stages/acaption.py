@@ -19,12 +19,9 @@ class AcaptionParams(StageParams):
 
 @register
 class Acaption(Stage[AcaptionParams]):
-    name = "acaption"
-    Params = AcaptionParams
     requires = ("clip_id", "has_audio", "audio_path")
     produces = ("raw_captions",)
     media = ("audio_path",)
-    uses_model = True
     models = {"model": "acaption"}
 
     def process_batch(self, recs):

@@ -56,12 +56,9 @@ def supplied(rec: dict) -> dict | None:
 
 @register
 class Asr(Stage[AsrParams]):
-    name = "asr"
-    Params = AsrParams
     requires = ("clip_id", "has_audio", "audio_path", "start", "end")
     produces = ("transcript",)
     media = ("audio_path",)
-    uses_model = True
     models = {"model": "asr", "vad": "vad"}
 
     def process_batch(self, recs):

@@ -25,12 +25,9 @@ class ClipscoreParams(StageParams):
 
 @register
 class Clipscore(Stage[ClipscoreParams]):
-    name = "clipscore"
-    Params = ClipscoreParams
     requires = ("clip_id", "frame_paths", "captions")
     produces = ("clip_scores", "clip_score", "clip_emb")
     media = ("frame_paths",)
-    uses_model = True
     models = {"model": "clip"}
 
     def process_batch(self, recs):

@@ -53,8 +53,6 @@ def uniform(n: int, k: int) -> list[int]:
 
 @register
 class Extract(Stage[ExtractParams]):
-    name = "extract"
-    Params = ExtractParams
     key = "video_id"
     requires = ("video_id", "path", "clips")
     produces = ("media", "clips")

@@ -45,11 +45,8 @@ def plan(rec: dict) -> tuple[dict, dict, list[str]]:
 
 @register
 class Fuse(Stage[FuseParams]):
-    name = "fuse"
-    Params = FuseParams
     requires = ("clip_id",)
     produces = ("captions",)
-    uses_model = True
     models = {"llm": "llm"}
 
     def process_batch(self, recs):

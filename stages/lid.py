@@ -17,11 +17,8 @@ class LidParams(StageParams):
 
 @register
 class Lid(Stage[LidParams]):
-    name = "lid"
-    Params = LidParams
     requires = ("clip_id", "transcript")
     produces = ("lid",)
-    uses_model = True
     models = {"model": "lid"}
 
     def process_batch(self, recs):

@@ -56,8 +56,6 @@ def summarize(info: dict) -> dict:
 
 @register
 class Probe(Stage[ProbeParams]):
-    name = "probe"
-    Params = ProbeParams
     key = "video_id"
     requires = ("video_id", "path")
     produces = ("probe", "has_audio")

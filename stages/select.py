@@ -125,8 +125,6 @@ def cutoff(count, hist, fetch, n: int) -> tuple[int, str] | None:
 
 @register
 class Select(Stage[SelectParams]):
-    name = "select"
-    Params = SelectParams
     requires = ("clip_id", "clip_score")  # and clip_emb or frame_hashes for near-duplicates
     barrier = True
 

@@ -60,9 +60,7 @@ def sample_json(rec: dict) -> dict:
 
 @register
 class Shard(Stage[ShardParams]):
-    name = "shard"
     version = 2  # 2: the index's report columns (score, language, translator, caption words)
-    Params = ShardParams
     requires = ("clip_id", "clip_path", "frame_paths")
     sink = True
 

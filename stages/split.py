@@ -181,13 +181,10 @@ def bound(side: str, b: Bound | str | None) -> dict:
 
 @register
 class Split(Stage[SplitParams]):
-    name = "split"
     version = 2  # 2: gradual transitions left out of clips, bounds
-    Params = SplitParams
     key = "video_id"
     requires = ("video_id", "path", "probe")
     produces = ("clips",)  # see the module's docstring
-    uses_model = True
     models = {"model": "shots"}
 
     def process_batch(self, recs):

@@ -35,12 +35,9 @@ def route(language: str | None, confidence: float, threshold: float = 0.95) -> s
 
 @register
 class Translate(Stage[TranslateParams]):
-    name = "translate"
-    Params = TranslateParams
     requires = ("clip_id", "transcript", "lid")
     produces = ("translation", "captions")
     media = ("audio_path",)  # read in Seamless's speech mode
-    uses_model = True
     models = {"seamless": "translate", "llm": "llm"}
 
     def process_batch(self, recs):

@@ -19,12 +19,9 @@ class VcaptionParams(StageParams):
 
 @register
 class Vcaption(Stage[VcaptionParams]):
-    name = "vcaption"
-    Params = VcaptionParams
     requires = ("clip_id", "frame_paths")
     produces = ("raw_captions",)
     media = ("frame_paths",)
-    uses_model = True
     models = {"model": "vcaption"}
 
     def process_batch(self, recs):
