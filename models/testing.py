@@ -102,17 +102,10 @@ def tiny_openai(out: Path, seed: int = 0) -> None:
     from whisper.model import Whisper as Net
 
     t = WHISPER
+    sizes = {"state": t["width"], "head": t["heads"], "layer": t["layers"]}
     dims = ModelDimensions(
-        n_mels=t["n_mels"],
-        n_audio_ctx=t["n_audio_ctx"],
-        n_audio_state=t["width"],
-        n_audio_head=t["heads"],
-        n_audio_layer=t["layers"],
-        n_vocab=t["n_vocab"],
-        n_text_ctx=t["n_text_ctx"],
-        n_text_state=t["width"],
-        n_text_head=t["heads"],
-        n_text_layer=t["layers"],
+        **{k: t[k] for k in ("n_mels", "n_vocab", "n_audio_ctx", "n_text_ctx")},
+        **{f"n_{side}_{k}": v for side in ("audio", "text") for k, v in sizes.items()},
     )
     torch.manual_seed(seed)
     net = Net(dims)
@@ -146,33 +139,23 @@ def tiny_faster(out: Path, seed: int = 0) -> None:
 
     t, sp = WHISPER, _specials()
     eot, sot = 50257, 50258
+    ids = dict(decoder_start_token_id=sot, eos_token_id=eot, pad_token_id=eot, suppress_tokens=[])
+    ids["begin_suppress_tokens"] = [220, eot]
+    sizes = {"layers": t["layers"], "attention_heads": t["heads"], "ffn_dim": 4 * t["width"]}
     cfg = WhisperConfig(
         vocab_size=t["n_vocab"],
         num_mel_bins=t["n_mels"],
         d_model=t["width"],
-        encoder_layers=t["layers"],
-        decoder_layers=t["layers"],
-        encoder_attention_heads=t["heads"],
-        decoder_attention_heads=t["heads"],
-        encoder_ffn_dim=4 * t["width"],
-        decoder_ffn_dim=4 * t["width"],
         max_source_positions=t["n_audio_ctx"],
         max_target_positions=t["n_text_ctx"],
-        decoder_start_token_id=sot,
-        eos_token_id=eot,
-        pad_token_id=eot,
         bos_token_id=eot,
-        suppress_tokens=[],
-        begin_suppress_tokens=[220, eot],
+        **{f"{side}_{k}": v for side in ("encoder", "decoder") for k, v in sizes.items()},
+        **ids,
     )
     torch.manual_seed(seed)
     net = WhisperForConditionalGeneration(cfg).eval()
     net.generation_config = GenerationConfig(
-        decoder_start_token_id=sot,
-        eos_token_id=eot,
-        pad_token_id=eot,
-        suppress_tokens=[],
-        begin_suppress_tokens=[220, eot],
+        **ids,
         no_timestamps_token_id=sp.index("<|notimestamps|>") + eot,
         lang_to_id={s: i + eot for i, s in enumerate(sp) if 2 <= i < 101},
     )
@@ -258,27 +241,19 @@ def tiny_seamless(dest: Path, seed: int = 0) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         tok = seamless_tokenizer(Path(tmp))
     h, ffn, heads = 32, 64, 2
+    # encoder_layers, t2u_decoder_ffn_dim, ...: one layer each, in the text model and the text-to-unit model
+    sizes = {"layers": 1, "ffn_dim": ffn, "attention_heads": heads}
+    ids = dict(pad_token_id=0, bos_token_id=2, eos_token_id=3, decoder_start_token_id=3)
     cfg = SeamlessM4Tv2Config(
         vocab_size=len(tok),
         hidden_size=h,
         max_position_embeddings=256,
-        encoder_layers=1,
-        decoder_layers=1,
-        encoder_ffn_dim=ffn,
-        decoder_ffn_dim=ffn,
-        encoder_attention_heads=heads,
-        decoder_attention_heads=heads,
+        **{f"{pre}{side}_{k}": v for pre in ("", "t2u_") for side in ("encoder", "decoder") for k, v in sizes.items()},
         speech_encoder_layers=1,
         speech_encoder_attention_heads=heads,
         speech_encoder_intermediate_size=ffn,
         t2u_vocab_size=32,
         char_vocab_size=64,
-        t2u_encoder_layers=1,
-        t2u_decoder_layers=1,
-        t2u_encoder_ffn_dim=ffn,
-        t2u_decoder_ffn_dim=ffn,
-        t2u_encoder_attention_heads=heads,
-        t2u_decoder_attention_heads=heads,
         t2u_max_position_embeddings=256,
         t2u_variance_predictor_embed_dim=h,
         t2u_variance_predictor_hidden_dim=16,
@@ -293,21 +268,15 @@ def tiny_seamless(dest: Path, seed: int = 0) -> None:
         spkr_embed_dim=8,
         vocoder_num_langs=2,
         vocoder_num_spkrs=2,
-        pad_token_id=0,
-        bos_token_id=2,
-        eos_token_id=3,
-        decoder_start_token_id=3,
+        **ids,
     )
     torch.manual_seed(seed)
     net = SeamlessM4Tv2Model(cfg).eval()
     langs = sorted(set(SEAMLESS.values()))
     net.generation_config = GenerationConfig(
         text_decoder_lang_to_code_id={c: tok.convert_tokens_to_ids(f"__{c}__") for c in langs},
-        decoder_start_token_id=3,
-        bos_token_id=2,
-        eos_token_id=3,
-        pad_token_id=0,
         max_new_tokens=32,
+        **ids,
     )
     net.save_pretrained(out)
     SeamlessM4TProcessor(feature_extractor=SeamlessM4TFeatureExtractor(), tokenizer=tok).save_pretrained(out)
@@ -371,6 +340,24 @@ def llama_tokenizer():
     )
 
 
+def decoder(tok, bos: str, eos: str, pad: str, width=32, heads=4, kv=2, ctx=4096, **kw) -> dict:
+    """The config of a tiny 2-layer decoder (FFN twice the width) over tok's vocabulary, special ids by token."""
+    ids = tok.convert_tokens_to_ids
+    return dict(
+        vocab_size=len(tok),
+        hidden_size=width,
+        intermediate_size=2 * width,
+        num_hidden_layers=2,
+        num_attention_heads=heads,
+        num_key_value_heads=kv,
+        max_position_embeddings=ctx,
+        bos_token_id=ids(bos),
+        eos_token_id=ids(eos),
+        pad_token_id=ids(pad),
+        **kw,
+    )
+
+
 def tiny_llama(dest: Path) -> None:
     """A tiny random Llama with a locally trained tokenizer, in dest/tiny-llama.
 
@@ -381,19 +368,7 @@ def tiny_llama(dest: Path) -> None:
 
     out = Path(dest) / "tiny-llama"
     tok = llama_tokenizer()
-    ids = tok.convert_tokens_to_ids
-    cfg = LlamaConfig(
-        vocab_size=len(tok),
-        hidden_size=64,
-        intermediate_size=128,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        num_key_value_heads=1,
-        max_position_embeddings=2048,
-        bos_token_id=ids("<s>"),
-        eos_token_id=ids("</s>"),
-        pad_token_id=ids("<pad>"),
-    )
+    cfg = LlamaConfig(**decoder(tok, "<s>", "</s>", "<pad>", width=64, heads=2, kv=1, ctx=2048))
     torch.manual_seed(0)
     LlamaForCausalLM(cfg).save_pretrained(out)
     tok.save_pretrained(out)
@@ -417,19 +392,8 @@ def tiny_qwen_vl(dest: Path) -> None:
 
     tok = qwen_tokenizer(["<|vision_start|>", "<|vision_end|>", IMAGE, VIDEO])
     ids = tok.convert_tokens_to_ids
-    text = dict(
-        vocab_size=len(tok),
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        max_position_embeddings=4096,
-        rope_parameters={"rope_type": "default", "mrope_section": [1, 1, 2], "rope_theta": 1e6},
-        bos_token_id=ids("<|endoftext|>"),
-        eos_token_id=ids("<|im_end|>"),
-        pad_token_id=ids("<|endoftext|>"),
-    )
+    rope = {"rope_type": "default", "mrope_section": [1, 1, 2], "rope_theta": 1e6}
+    text = decoder(tok, "<|endoftext|>", "<|im_end|>", "<|endoftext|>", rope_parameters=rope)
     special = dict(
         image_token_id=ids(IMAGE),
         video_token_id=ids(VIDEO),
@@ -481,19 +445,7 @@ def tiny_qwen2_audio(dest: Path) -> None:
     out = Path(dest) / "tiny-qwen2-audio"
     tok = qwen_tokenizer(["<|audio_bos|>", "<|audio_eos|>", AUDIO])
     ids = tok.convert_tokens_to_ids
-    text = dict(
-        model_type="qwen2",
-        vocab_size=len(tok),
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        max_position_embeddings=4096,
-        bos_token_id=ids("<|endoftext|>"),
-        eos_token_id=ids("<|im_end|>"),
-        pad_token_id=ids("<|endoftext|>"),
-    )
+    text = decoder(tok, "<|endoftext|>", "<|im_end|>", "<|endoftext|>", model_type="qwen2")
     enc = dict(d_model=32, encoder_layers=2, encoder_attention_heads=2, encoder_ffn_dim=64, num_mel_bins=128)
     cfg = Qwen2AudioConfig(audio_config=enc, text_config=text, audio_token_index=ids(AUDIO))
     torch.manual_seed(0)

