@@ -28,10 +28,11 @@ class SplitParams(StageParams):
     threshold: float = Field(0.5, gt=0, lt=1)
     # Gradual transitions from TransNetV2's all-frames head: runs of frames above many_threshold, joined across
     # gaps of up to merge_gap frames, kept where the single-frame head reaches gradual_min. Measured on
-    # bench/shots.py; REFERENCE below gives the reference's boundaries.
+    # bench/shots.py; REFERENCE below gives the reference's boundaries. gradual_min: the gradual transitions of
+    # both labelled sets peak at 0.27 or more, the false runs in moving test patterns (bench/split.py) at 0.23.
     many_hot: bool = True
     many_threshold: float = Field(0.3, gt=0, lt=1)
-    gradual_min: float = Field(0.2, gt=0, lt=1)
+    gradual_min: float = Field(0.25, gt=0, lt=1)
     merge_gap: int = Field(5, ge=0)
     # The colour-histogram step (STEP_GAP, STEP_LEN, DRIFT below) that marks a transition TransNetV2 missed, such
     # as a wipe; 0: off. A step counts only where the frame changes cell by cell along an edge that sweeps across
@@ -43,7 +44,7 @@ class SplitParams(StageParams):
     max_clip_s: float = Field(20.0, gt=0)
     # TransNetV2 window length: all but 25 frames at each end are kept, so the reference's 100 computes every frame
     # twice, 200 only 1.33 times: 1.2x to 1.6x the frames per second, the same on bench/shots.py's labelled set,
-    # and on the shipped video 3 boundaries more, all real (more frames for the similarity features to see).
+    # and on the shipped video 2 boundaries more, both found by PySceneDetect (the similarity features see more).
     window: int = Field(200, ge=51, le=1000)
     window_batch: int = Field(1, ge=1)  # TransNetV2 windows per forward pass; 1 is fastest on CPU (cache)
     threads: int = Field(0, ge=0)  # torch threads; 0 keeps torch's default
@@ -117,20 +118,26 @@ def transitions(probs: np.ndarray, p: SplitParams) -> list[Bound]:
 
 
 def hist_steps(hists: np.ndarray, found: list[Bound], threshold: float) -> list[Bound]:
-    """Colour changes away from the found transitions: where the mean histograms L and R of STEP_LEN frames on
-    either side of a 2 * STEP_GAP frame span differ by more than threshold (total variation) and by more than
-    the colours' drift inside L and R would make over the span (DRIFT), strongest first, with no transition
-    already found between L and R.
+    """Colour changes in hists (hist's counts, frames of one size) away from the found transitions: where the mean
+    histograms L and R of STEP_LEN frames on either side of a 2 * STEP_GAP frame span differ by more than
+    threshold (total variation) and by more than the colours' drift inside L and R would make over the span
+    (DRIFT), strongest first, with no transition already found between L and R.
     The transition is the part of that span whose frames lie between L and R: from the first frame LO of the way
     to R to the last frame short of 1 - LO."""
     n, g, k = len(hists), STEP_GAP, STEP_LEN
     if n < 2 * (g + k) + 1:
         return []
-    h = hists / hists.sum(1, keepdims=True)
-    c = np.cumsum(np.vstack([np.zeros((1, h.shape[1])), h]), 0)
+    size = float(hists[0].sum())  # pixels per frame, the same in every frame
+    c = np.zeros((n + 1, hists.shape[1]), np.int64)
+    np.cumsum(hists, 0, out=c[1:])
+
+    def sides(i):  # L's and R's colour counts around t: (len(t), bins) each
+        return c[i - g] - c[i - g - k], c[i + g + k] - c[i + g]
+
     t = np.arange(g + k, n - g - k + 1)
-    left, right = (c[t - g] - c[t - g - k]) / k, (c[t + g + k] - c[t + g]) / k
-    d = np.abs(left - right).sum(1) / 2
+    # in blocks: memory stays at the cumulative counts, 0.5 kB a frame
+    d = np.concatenate([np.abs(np.subtract(*sides(b))).sum(1) for b in np.array_split(t, len(t) // 4096 + 1)])
+    d = d / (2 * k * size)
     taken, out = [(f.first, f.last) for f in found], []
     for i in np.argsort(-d):
         if d[i] <= threshold:
@@ -138,13 +145,14 @@ def hist_steps(hists: np.ndarray, found: list[Bound], threshold: float) -> list[
         span = np.arange(t[i] - g, t[i] + g)
         if any(t[i] + g + k > a and t[i] - g - k <= b for a, b in taken):  # L and R must each lie in one shot
             continue
-        ends = h[[t[i] - g - k, t[i] - g - 1, t[i] + g, t[i] + g + k - 1]]
+        ends = hists[[t[i] - g - k, t[i] - g - 1, t[i] + g, t[i] + g + k - 1]] / size
         drift = (np.abs(ends[0] - ends[1]).sum() + np.abs(ends[2] - ends[3]).sum()) / 4  # inside L and R
         if d[i] <= DRIFT * drift * (2 * g + k) / (k - 1):  # no more than the colours' own drift would make
             continue
         taken.append((span[0], span[-1]))
-        step = right[i] - left[i]
-        share = (h[span] - left[i]) @ step / (step @ step)  # 0 at L, 1 at R
+        left, right = (x / (k * size) for x in sides(t[i]))
+        step = right - left
+        share = (hists[span] / size - left) @ step / (step @ step)  # 0 at L, 1 at R
         mid = span[(share > LO) & (share < 1 - LO)]
         if not len(mid):  # a hard step: no frame between L and R
             mid = span[share >= 0.5][:1] if (share >= 0.5).any() else t[i : i + 1]
@@ -162,8 +170,9 @@ def grid(frames: np.ndarray) -> np.ndarray:
 def sweep(cells: np.ndarray, b: Bound, fit: float) -> Bound | None:
     """b as a wipe, an edge sweeping across the frame: each cell whose colour changes between just before and just
     after b changes most at one frame, and those frames fit a plane over the cells' positions with R^2 >= fit;
-    they also give the wipe's first and last frames. None when they do not fit, when fewer than EDGE_CELLS cells
-    change, or all within EDGE_FRAMES frames (a cut, a flash); with fit 0, b itself then."""
+    the plane at the frame's corners gives the wipe's first and last frames (where the edge enters and leaves).
+    None when they do not fit, when fewer than EDGE_CELLS cells change, or all within EDGE_FRAMES frames (a cut, a
+    flash); with fit 0, b itself then."""
     a, z = max(b.first - PAD - 1, 0), min(b.last + PAD + 1, len(cells) - 1)
     c = cells[a : z + 1].astype(np.float32)
     moved = np.abs(c[-1] - c[0]).sum(-1) > EDGE_MIN
@@ -172,8 +181,11 @@ def sweep(cells: np.ndarray, b: Bound, fit: float) -> Bound | None:
         return None if fit else b
     y, x = np.nonzero(moved)
     pos = np.c_[np.ones(len(when)), x, y]
-    res = when - pos @ np.linalg.lstsq(pos, when, rcond=None)[0]
-    return b._replace(first=int(when.min()), last=int(when.max())) if 1 - res.var() / when.var() >= fit else None
+    plane = np.linalg.lstsq(pos, when, rcond=None)[0]
+    if 1 - (when - pos @ plane).var() / when.var() < fit:
+        return None
+    corners = plane @ np.array([[1, i, j] for i in (-0.5, GX - 0.5) for j in (-0.5, GY - 0.5)]).T
+    return b._replace(first=max(int(np.floor(corners.min())), a), last=min(int(np.ceil(corners.max())), z))
 
 
 def hist(frames: np.ndarray) -> np.ndarray:
