@@ -41,9 +41,10 @@ The split stage's options (`stages/split.py`), with the defaults measured here:
 - `many_hot` (on): TransNetV2's second head, which marks every frame of a transition, finds the dissolves and fades
   that the single-frame head scores below its threshold: runs above `many_threshold` (0.3), joined across gaps of
   up to `merge_gap` (5) frames (a fade's dark middle), kept where the single-frame head reaches `gradual_min`
-  (0.2). Their frames, and 2 more on each side, go to no clip; each clip's `bounds` names what starts and ends it
-  (cut, gradual, histogram, length, video) with the detector's confidence. On the unlabelled video it adds no
-  boundary: it moves the ends of clips out of transitions.
+  (0.25: the gradual transitions here peak at 0.27 or more; runs in the moving test patterns of ## Split, a
+  hue-rotating colour bar among them, at 0.23 at most, with windows of 200). Their frames, and 2 more on each
+  side, go to no clip; each clip's `bounds` names what starts and ends it (cut, gradual, histogram, length,
+  video) with the detector's confidence. On the unlabelled video it moves the ends of clips out of transitions.
 - `hist_threshold` (0.1) and `wipe_fit` (0.6): a step in the 4x4x4 colour histograms of the same 48x27 frames, for
   what TransNetV2 does not see at all (wipes: both heads stay under 0.1 through them). A step must exceed 0.7 of
   what the colours' drift inside its own windows would make over the span (else it cut the drifting patterns of

@@ -46,8 +46,8 @@ rest is arithmetic: the reference computes each frame twice (windows of 100 fram
 200 frames (step 150, `window`), so each frame is computed 1.33 times; per frame a longer window costs a little
 more (cache), and beyond 200 the similarity features' t x t matrices grow. It changes the result a little: the
 similarity features, which look 50 frames each way, see real frames where a short window has padding; on the
-labelled set of ## Shots it scores the same, and on the shipped video it finds 3 boundaries the CLI misses
-(2 also found by PySceneDetect, 1 the closing fade to black). Reusing the overlap exactly would save only about
+labelled sets of ## Shots it scores the same, and on the shipped video it finds 2 boundaries the CLI misses,
+both also found by PySceneDetect. Reusing the overlap exactly would save only about
 a tenth of the multiply-adds (temporal zero padding reaches 48 frames into a window). `precision: bfloat16`
 (autocast; AVX512-BF16 on this CPU) is the fast option, checked against float32 in `tests/test_split.py`. int8
 dynamic quantisation is left out: it covers only the linear layers, about 1% of the work.
