@@ -43,8 +43,8 @@ class SplitParams(StageParams):
     min_clip_s: float = Field(1.0, ge=0)
     max_clip_s: float = Field(20.0, gt=0)
     # TransNetV2 window length: all but 25 frames at each end are kept, so the reference's 100 computes every frame
-    # twice, 200 only 1.33 times: 1.2x to 1.6x the frames per second, the same on bench/shots.py's labelled set,
-    # and on the shipped video 2 boundaries more, both found by PySceneDetect (the similarity features see more).
+    # twice, 200 only 1.33 times: 1.2x to 1.4x the frames per second (bench/split.py), a dissolve more on each
+    # labelled set of bench/shots.py, 2 real boundaries more on the shipped video (the similarity features see more).
     window: int = Field(200, ge=51, le=1000)
     window_batch: int = Field(1, ge=1)  # TransNetV2 windows per forward pass; 1 is fastest on CPU (cache)
     threads: int = Field(0, ge=0)  # torch threads; 0 keeps torch's default
