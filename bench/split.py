@@ -48,8 +48,8 @@ more (cache), and beyond 200 the similarity features' t x t matrices grow. It ch
 similarity features, which look 50 frames each way, see real frames where a short window has padding; on the
 labelled sets of ## Shots it finds one dissolve more on each (F1 0.984 and 0.968 against 0.976 and 0.959 with
 window 100), and on the shipped video 2 boundaries the CLI misses, both also found by PySceneDetect. Reusing the
-overlap exactly would save only about
-a tenth of the multiply-adds (temporal zero padding reaches 48 frames into a window). `precision: bfloat16`
+overlap exactly would save only about a tenth of the multiply-adds (temporal zero padding reaches 48 frames into
+a window). `precision: bfloat16`
 (autocast; AVX512-BF16 on this CPU) is the fast option, checked against float32 in `tests/test_split.py`. int8
 dynamic quantisation is left out: it covers only the linear layers, about 1% of the work.
 
@@ -177,7 +177,7 @@ def tools(d: Path, name: str, long: bool = False) -> dict:
         "ffmpeg decode to 48x27": decode,
     }
     if long:  # the CLI holds every frame (and copies of them) in memory; it is not run on the long video
-        return {k: f for k, f in t.items() if k == "mvid split" or not k.startswith(("mvid", "transnetv2"))}
+        return {k: t[k] for k in ("mvid split", "PySceneDetect detect-content", "ffmpeg decode to 48x27")}
     return t
 
 
