@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mvid.models.base import Adapter, device, model_dir
+from mvid.models.base import Adapter, model_dir
 
 SR = 16000
 TEMPS = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)
@@ -75,7 +75,7 @@ class Whisper(Adapter):
         self.prev = bool(o.get("condition_on_previous_text", True))
         self.max_tokens = o.get("max_new_tokens")
         self.floor = float(o.get("silence_rms", 1e-3))
-        self.dev = device(self.spec)
+        self.dev = self.device
         self._load()
 
     def __call__(self, items: list[dict]) -> list[dict]:
@@ -127,6 +127,8 @@ class OpenAIWhisper(Whisper):
     """spec.model: a checkpoint .pt, a folder holding one, or a Whisper name (tiny, base, ...) with allow_hub."""
 
     backend = "openai-whisper"
+    libs = ("torch", "openai-whisper")
+    gpu_dtype = "float16"  # transcribe(fp16=True) on CUDA
 
     def _load(self) -> None:
         import torch
@@ -184,13 +186,17 @@ class FasterWhisper(Whisper):
     """spec.model: a CTranslate2 Whisper folder (model.bin, config.json, tokenizer.json), or a name with allow_hub."""
 
     backend = "faster-whisper"
+    libs = ("faster-whisper", "ctranslate2")
+
+    @property
+    def dtype_name(self) -> str:
+        return self.spec.options.get("compute_type", "float16" if self.device == "cuda" else "int8")
 
     def _load(self) -> None:
         from faster_whisper import WhisperModel
 
-        o = self.spec.options
-        ct = o.get("compute_type", "float16" if self.dev == "cuda" else "int8")
-        self.model = WhisperModel(self.path, device=self.dev, compute_type=ct, cpu_threads=int(o.get("threads", 0)))
+        threads = int(self.spec.options.get("threads", 0))
+        self.model = WhisperModel(self.path, device=self.dev, compute_type=self.dtype_name, cpu_threads=threads)
 
     def _run(self, audio):
         segs, info = self.model.transcribe(

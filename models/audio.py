@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mvid.models.base import Adapter, device, greedy
+from mvid.models.base import Adapter, greedy
 
 SR = 16000
 PROMPT = (
@@ -95,7 +95,7 @@ class TransformersAudio(Adapter):
         o = self.spec.options
         self.prompt = o.get("prompt", PROMPT)
         self.max_new = int(o.get("max_new_tokens", 128))
-        self.torch, self.dev = torch, device(self.spec)
+        self.torch, self.dev = torch, self.device
         self.proc = AutoProcessor.from_pretrained(self.path, **self.hub)
         self.proc.tokenizer.padding_side = "left"
         self.limit = int(self.proc.feature_extractor.n_samples)  # the encoder's 30 s window

