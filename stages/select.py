@@ -17,8 +17,6 @@ from pydantic import Field, model_validator
 from mvid.pipeline.stage import Result, Stage, StageParams, reject_of
 from mvid.stages import register
 
-LIMIT = 100_000  # candidates fetched to the driver once the cut is narrowed to this many
-
 
 class SelectParams(StageParams):
     name: str = "select"
@@ -28,6 +26,8 @@ class SelectParams(StageParams):
     # Without a trained CLIP: the mean Hamming distance of the clips' frame dHashes (of 64 bits) at or below which
     # a clip duplicates a better one.
     dedup_hash: int | None = Field(None, ge=0, le=64)
+    # The most candidates fetched to the driver: passes over the score column narrow the cut until so few share it.
+    fetch_limit: int = Field(100_000, ge=1)
 
     @model_validator(mode="after")
     def _one(self):
@@ -67,40 +67,48 @@ def within(u: np.ndarray, prefix: int, shift: int) -> np.ndarray:
     return _high(u, shift) == np.uint64(prefix)
 
 
-def near_duplicates(clips: list[dict], same: Callable[[dict, dict], bool]) -> dict[str, str]:
-    """clip_id -> the better-scored clip of the same video it duplicates (clips of one video)."""
-    kept: list[dict] = []
+def near_duplicates(clips: list[dict], close: Callable[[int, list[int]], np.ndarray]) -> dict[str, str]:
+    """clip_id -> the better-scored clip of the same video it duplicates (clips of one video). close(i, kept):
+    which of the kept clips (indices) clip i duplicates, as a boolean array."""
+    kept: list[int] = []
     dup: dict[str, str] = {}
-    for c in sorted(clips, key=rank):
-        twin = next((k for k in kept if same(c, k)), None)
-        if twin:
-            dup[c["clip_id"]] = twin["clip_id"]
+    for i in sorted(range(len(clips)), key=lambda i: rank(clips[i])):
+        hit = np.flatnonzero(close(i, kept)) if kept else np.zeros(0, np.int64)
+        if len(hit):
+            dup[clips[i]["clip_id"]] = clips[kept[hit[0]]]["clip_id"]
         else:
-            kept.append(c)
+            kept.append(i)
     return dup
 
 
-def cosine_above(limit: float) -> Callable[[dict, dict], bool]:
-    """Near-duplicates by CLIP image embeddings (unit norm)."""
-    return lambda a, b: (
-        float(np.dot(np.asarray(a["clip_emb"], np.float32), np.asarray(b["clip_emb"], np.float32))) > limit
-    )
+def cosine_above(limit: float, clips: list[dict]) -> Callable[[int, list[int]], np.ndarray]:
+    """Near-duplicates by CLIP image embeddings (unit norm): cosine above limit."""
+    e = np.asarray([c["clip_emb"] for c in clips], np.float32)
+    return lambda i, kept: e[kept] @ e[i] > limit
 
 
-def hashes_within(bits: int) -> Callable[[dict, dict], bool]:
-    """Near-duplicates by the mean Hamming distance of their frames' dHashes (frame i against frame i)."""
+def hashes_within(bits: int, clips: list[dict]) -> Callable[[int, list[int]], np.ndarray]:
+    """Near-duplicates by the mean Hamming distance of their frames' dHashes (frame i against frame i, over the
+    frames both have): at most `bits`."""
+    n = max((len(c["frame_hashes"] or ()) for c in clips), default=0)
+    h = np.zeros((len(clips), n), np.uint64)
+    have = np.zeros((len(clips), n), bool)
+    for i, c in enumerate(clips):
+        f = np.asarray(c["frame_hashes"] or [], np.int64).view(np.uint64)
+        h[i, : len(f)], have[i, : len(f)] = f, True
 
-    def same(a: dict, b: dict) -> bool:
-        x, y = (np.asarray(c["frame_hashes"], np.int64).view(np.uint64) for c in (a, b))
-        n = min(len(x), len(y))
-        return bool(n) and float(np.mean([int(v).bit_count() for v in x[:n] ^ y[:n]])) <= bits
+    def close(i: int, kept: list[int]) -> np.ndarray:
+        both = have[kept] & have[i]
+        d = np.bitwise_count(h[kept] ^ h[i]).astype(np.float64)
+        frames = both.sum(1)
+        return (frames > 0) & ((d * both).sum(1) <= bits * np.maximum(frames, 1))
 
-    return same
+    return close
 
 
-def cutoff(count, hist, fetch, n: int) -> tuple[int, str] | None:
+def cutoff(count, hist, fetch, n: int, limit: int) -> tuple[int, str] | None:
     """The n-th best (order key, clip_id) of the pool, exactly, in a few passes over the score column:
-    radix select, 16 bits of the order key a pass, until at most LIMIT candidates share the prefix (a small pool
+    radix select, 16 bits of the order key a pass, until at most `limit` candidates share the prefix (a small pool
     at once); those are fetched and sorted. count() is the pool size; hist(prefix, shift) counts pool clips by the
     16 bits below `shift` among those whose key >> (shift + 16) == prefix; fetch(prefix, shift) returns
     (key, clip_id) of the clips whose key >> shift == prefix. None: keep the whole pool."""
@@ -110,14 +118,14 @@ def cutoff(count, hist, fetch, n: int) -> tuple[int, str] | None:
     if n <= 0:
         return (-1, "")  # before every key: keep nothing
     prefix, need, shift = 0, n, 64  # need: rank within the current prefix, 1-based
-    while total > LIMIT:
+    while total > limit:
         shift -= 16
         h = hist(prefix, shift)
         cum = np.cumsum(h)
         b = int(np.searchsorted(cum, need))
         need -= int(cum[b - 1]) if b else 0
         prefix = (prefix << 16) | b
-        if h[b] <= LIMIT or shift == 0:
+        if h[b] <= limit or shift == 0:
             break
     cands = sorted(fetch(prefix, shift))
     return cands[need - 1]
@@ -135,9 +143,9 @@ class Select(Stage[SelectParams]):
     def dups(self, video: dict) -> dict[str, str]:
         p = self.p
         if p.dedup is not None:
-            return near_duplicates(video["clips"], cosine_above(p.dedup))
+            return near_duplicates(video["clips"], cosine_above(p.dedup, video["clips"]))
         if p.dedup_hash is not None:
-            return near_duplicates(video["clips"], hashes_within(p.dedup_hash))
+            return near_duplicates(video["clips"], hashes_within(p.dedup_hash, video["clips"]))
         return {}
 
     def pool(self, video: dict) -> list[dict]:

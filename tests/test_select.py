@@ -5,7 +5,6 @@ import numpy as np
 import pytest
 from pydantic import ValidationError
 
-import mvid.stages.select as sel_mod
 from mvid.stages.select import Select, SelectParams, bins, cutoff, order, rank, within
 
 
@@ -34,7 +33,7 @@ def select(videos, **kw):
     def fetch(prefix, shift):
         return [(int(x), c) for x, c, m in zip(u, ids, within(u, prefix, shift), strict=True) if m]
 
-    cut = cutoff(lambda: len(pool), hist, fetch, n)
+    cut = cutoff(lambda: len(pool), hist, fetch, n, sel.p.fetch_limit)
     res = [sel.decide(v, cut, n, len(pool)) for v in videos]
     kept = sorted((c for r in res for c in r.records[0]["clips"]), key=rank)
     return [c["clip_id"] for c in kept], {j["id"]: j for r in res for j in r.rejects}
@@ -64,16 +63,15 @@ def test_quantile():
 
 
 @pytest.mark.parametrize("limit", [100_000, 1])
-def test_same_kept_set_as_the_old_rule_with_ties(monkeypatch, limit):
+def test_same_kept_set_as_the_old_rule_with_ties(limit):
     """Many ties, negative scores and near-equal values; limit=1 forces every radix pass down to exact ties."""
-    monkeypatch.setattr(sel_mod, "LIMIT", limit)
     rng = np.random.default_rng(1)
     scores = [round(float(x), 2) for x in rng.normal(0.2, 0.3, 3000)] + [0.3, 0.3 + 1e-12, -0.0, 0.0, None]
     for q in (0.9, 0.5, 0.01):
-        kept, dropped = select([video(scores)], quantile=q)
+        kept, dropped = select([video(scores)], quantile=q, fetch_limit=limit)
         assert kept == old_rule(scores, int(np.ceil(q * (len(scores) - 1))))
         assert len(kept) + len(dropped) == len(scores)
-    assert select([video(scores)], top_n=0)[0] == []
+    assert select([video(scores)], top_n=0, fetch_limit=limit)[0] == []
 
 
 def test_near_duplicates_within_a_video_only():
@@ -83,6 +81,20 @@ def test_near_duplicates_within_a_video_only():
     assert dropped["a-0000"]["code"] == "near_duplicate" and "a-0001" in dropped["a-0000"]["message"]
     assert "b-0000" in kept  # the same picture in another video is not a duplicate
     assert dropped["a-0000"]["clip_score"] == 0.5
+
+
+def test_near_duplicates_by_frame_hashes():
+    """The mean Hamming distance over the frames both clips have, frame i against frame i."""
+    base = [0x0F0F_0F0F_0F0F_0F0F, 0x1234_5678_9ABC_DEF0, -1]
+    clips = [
+        {"clip_id": "v-0000", "clip_score": 0.9, "frame_hashes": base},
+        {"clip_id": "v-0001", "clip_score": 0.8, "frame_hashes": [base[0] ^ 0b111, base[1] ^ 0b1, base[2] ^ 0b11]},
+        {"clip_id": "v-0002", "clip_score": 0.7, "frame_hashes": [~base[0], base[1]]},  # far on one of two frames
+        {"clip_id": "v-0003", "clip_score": 0.6, "frame_hashes": base[:1]},  # one frame, the same
+        {"clip_id": "v-0004", "clip_score": 0.5, "frame_hashes": []},  # no frames: never a duplicate
+    ]
+    sel = Select(SelectParams(top_n=9, dedup_hash=2), None)
+    assert sel.dups({"clips": clips}) == {"v-0001": "v-0000", "v-0003": "v-0000"}  # mean 2 bits; 0 bits
 
 
 def test_params_need_exactly_one_rule():
