@@ -1,222 +1,208 @@
-"""Scale: the post-model data path over N synthetic clips on a local Ray, and the resume scan after it.
+"""Scale: `mvid run` over N clips on a local Ray, then the same command again on the finished folder (resume).
 
-    python bench/scale.py --clips N [--json]
+    python bench/scale.py --clips N [--per-video 100] [--per-unit 8] [--json]
 
-A child process makes N clip records as the model stages leave them (scores, float32 embeddings with some
-near-duplicates, English transcripts) and small real media (one tiny H.264 frame as the clip, one JPEG frame,
-a 20 ms wav: about 1.6 kB a clip) in one tar per video, written to work/inputs.parquet as units. This process
-then runs the real path: the lid stage (real fastText) persisting a part per unit, the select barrier (quantile
-0.9, dedup on), the sink writing real shards and manifest; then the same again on the finished folder (the
-resume scan). It reports the driver's peak RSS (this process only; Ray's own processes are not the driver) and
-the files left in work/. With --json the last line is one JSON object."""
+It writes N / per-video tiny real video files (one H.264 frame each, made distinct by a trailing MP4 `free` box)
+and an input list, then runs the real entry point (`python -m mvid.pipeline.cli run`) with a recipe of synthetic
+stages of realistic record size (bench/scale_stages.py, loaded as a plugin), the real lid stage (fastText, an
+actor pool), select (quantile 0.9, near-duplicates by embedding, a fetch limit of N / 100 so that the cut takes
+more than one pass) and the sink: listing, content keys, duplicates, resume scan, stream, select, shards and
+manifest. While each run goes, this process samples every process of the run's tree (psutil, every 0.5 s): Ray's
+worker processes and the RSS and PSS summed over Ray's processes. The driver's peak RSS is its own ru_maxrss
+(out/run.json). OOM kills are counted from the raylet's log. With --json the last stdout line is one JSON object;
+Ray's own lines go to the run's log, as for any `mvid run`."""
 
 from __future__ import annotations
 
 import argparse
-import io
 import json
-import multiprocessing as mp
 import os
-import resource
+import re
 import subprocess
 import sys
 import tempfile
+import threading
 import time
-import wave
+from collections import Counter
 from pathlib import Path
 
+import psutil
+
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "bench"))
-PER_VIDEO, PER_UNIT, DIM = 100, 16, 64
 RECIPE = """
+plugins: [scale_stages]
+input: {root}/inputs.jsonl
 work_dir: {root}/work
 output_dir: {root}/out
-input: {root}/unused
 ray: {{num_cpus: 2, object_store_mb: 512}}
 stages:
+  - name: bench_clips
+    clips: {per_video}
+    resources: {{cpus: 0.5}}
   - name: lid
     batch_size: 256
-    resources: {{cpus: 1, actors: 1}}
+    resources: {{cpus: 0.5, actors: 1}}
+  - name: bench_captions
+    batch_size: 256
+    resources: {{cpus: 0.5}}
   - name: select
     quantile: 0.9
     dedup: 0.99
+    fetch_limit: {limit}
   - name: shard
     videos: {per_unit}
 """
+OOM = re.compile(r"Ray killed (\d+) worker|(\d+) worker\(s\) were killed due to the node running low on memory")
 
 
-def media() -> dict[str, bytes]:
-    """One tiny H.264 frame, one JPEG and a 20 ms wav, made once and shared by every clip."""
-    with tempfile.TemporaryDirectory() as d:
-        subprocess.run(
-            [
-                "ffmpeg",
-                "-nostdin",
-                "-loglevel",
-                "error",
-                "-f",
-                "lavfi",
-                "-i",
-                "testsrc2=s=16x16:r=25",
-                "-frames:v",
-                "1",
-                "-pix_fmt",
-                "yuv420p",
-                f"{d}/c.mp4",
-                "-frames:v",
-                "1",
-                f"{d}/f.jpg",
-            ],
-            check=True,
+def videos(root: Path, n: int) -> None:
+    """n distinct tiny MP4 files and the input list naming them."""
+    base = root / "base.mp4"
+    src = ["-f", "lavfi", "-i", "testsrc2=s=16x16:r=25", "-frames:v", "1", "-pix_fmt", "yuv420p"]
+    subprocess.run(["ffmpeg", "-nostdin", "-loglevel", "error", *src, str(base)], check=True)
+    data, d = base.read_bytes(), root / "videos"
+    d.mkdir()
+    with open(root / "inputs.jsonl", "w") as f:
+        for i in range(n):
+            p = d / f"v{i:07d}.mp4"
+            p.write_bytes(data + (16).to_bytes(4, "big") + b"free" + i.to_bytes(8, "big"))  # a box players skip
+            f.write(json.dumps({"path": str(p)}) + "\n")
+
+
+class Sampler(threading.Thread):
+    """Peaks over a process tree while it runs: Ray worker processes, RSS and PSS summed over Ray's processes."""
+
+    def __init__(self, pid: int):
+        super().__init__(daemon=True)
+        self.root, self.stop = psutil.Process(pid), threading.Event()
+        self.rss = self.pss = 0
+        self.workers: Counter[str] = Counter()  # the worker processes at the peak, by title
+
+    def run(self) -> None:
+        while not self.stop.wait(0.5):
+            workers: Counter[str] = Counter()
+            rss = pss = 0
+            try:
+                procs = self.root.children(recursive=True)
+            except psutil.Error:
+                return
+            for p in procs:
+                try:
+                    cmd = " ".join(p.cmdline())
+                    mem = p.memory_full_info()
+                except psutil.Error:
+                    continue
+                if "ffmpeg" in cmd:
+                    continue
+                title = cmd.split("(")[0].split()[0]
+                if title.startswith("ray::") and not title.endswith("Agent"):  # Ray's agents are not workers
+                    workers[title] += 1
+                elif "default_worker.py" in cmd:
+                    workers["ray::(starting)"] += 1
+                rss, pss = rss + mem.rss, pss + mem.pss
+            if workers.total() > self.workers.total():
+                self.workers = workers
+            self.rss, self.pss = max(self.rss, rss), max(self.pss, pss)
+
+
+def mvid_run(root: Path, env: dict) -> dict:
+    """One `mvid run`: wall seconds and the sampler's peaks."""
+    t = time.time()
+    with open(root / "stdout", "a") as out, open(root / "stderr", "a") as err:
+        p = subprocess.Popen(
+            [sys.executable, "-m", "mvid.pipeline.cli", "run", "--config", str(root / "recipe.yaml")],
+            stdout=out,
+            stderr=err,
+            env=env,
         )
-        out = {"mp4": Path(d, "c.mp4").read_bytes(), "jpg": Path(d, "f.jpg").read_bytes()}
-    buf = io.BytesIO()
-    with wave.open(buf, "wb") as w:
-        w.setnchannels(1), w.setsampwidth(2), w.setframerate(16000), w.writeframes(b"\0\1" * 320)
-    return out | {"wav": buf.getvalue()}
+        s = Sampler(p.pid)
+        s.start()
+        rc = p.wait()
+        s.stop.set()
+        s.join()
+    if rc:
+        raise SystemExit(f"mvid run exited {rc}: {(root / 'stderr').read_text()[-3000:]}")
+    return {"wall_s": time.time() - t, "workers": s.workers, "rss": s.rss >> 20, "pss": s.pss >> 20}
 
 
-def make(root: Path, clips: int) -> None:
-    """The synthetic corpus, unit by unit (runs in a child process, so the driver's RSS is its own)."""
-    import numpy as np
-    import pyarrow.parquet as pq
-
-    from mvid.pipeline.inputs import FILE
-    from mvid.pipeline.media import files as members_of
-    from mvid.pipeline.media import write_tar
-    from mvid.pipeline.stage import Ctx
-    from mvid.pipeline.store import digest
-    from mvid.schemas import record as R
-
-    rng, m, ctx = np.random.default_rng(0), media(), Ctx(root / "work", root / "out")
-    tmp = root / "tmp"
-    tmp.mkdir(parents=True)
-    (root / "work").mkdir()
-    for k, b in m.items():
-        (tmp / k).write_bytes(b)
-    n_videos = -(-clips // PER_VIDEO)
-    with pq.ParquetWriter(root / "work" / FILE, R.UNIT) as w:
-        for u0 in range(0, n_videos, PER_UNIT):
-            videos = []
-            for vi in range(u0, min(u0 + PER_UNIT, n_videos)):
-                vid = f"video{vi:07d}"
-                n = min(PER_VIDEO, clips - vi * PER_VIDEO)
-                emb = rng.normal(size=(n, DIM)).astype(np.float32)
-                emb[1::20] = emb[0::20][: len(emb[1::20])]  # every 20th clip repeats the one before it
-                emb /= np.linalg.norm(emb, axis=1, keepdims=True)
-                cs, files = [], {}
-                for i in range(n):
-                    cid = R.clip_id(vid, i)
-                    files |= {f"{cid}.mp4": tmp / "mp4", f"{cid}.frame00.jpg": tmp / "jpg", f"{cid}.wav": tmp / "wav"}
-                    cs.append(
-                        {
-                            "clip_id": cid,
-                            "clip_index": i,
-                            "start_frame": i * 25,
-                            "end_frame": i * 25 + 25,
-                            "start": float(i),
-                            "end": i + 1.0,
-                            "duration": 1.0,
-                            "fps": 25.0,
-                            "has_audio": True,
-                            "clip_path": f"{cid}.mp4",
-                            "audio_path": f"{cid}.wav",
-                            "frame_paths": [f"{cid}.frame00.jpg"],
-                            "frame_size": [16, 16],
-                            "media_bytes": sum(len(b) for b in m.values()),
-                            "transcript": {"text": "the quick brown fox jumps over the lazy dog", "source": "asr"},
-                            "clip_score": round(float(rng.normal(0.3, 0.05)), 6),
-                            "clip_emb": emb[i].tolist(),
-                        }
-                    )
-                media_path = ctx.media(vid)
-                write_tar(media_path, members_of(files))
-                videos.append(
-                    {
-                        "video_id": vid,
-                        "path": f"/synthetic/{vid}.mp4",
-                        "failed": False,
-                        "has_audio": True,
-                        "media": str(media_path.relative_to(ctx.work)),
-                        "clips": cs,
-                        "rejects": [],
-                    }
-                )
-            w.write_table(R.table([{"unit": f"{u0 // PER_UNIT:06d}", "_k": digest(videos), "videos": videos}]))
-
-
-def run(root: Path) -> dict:
-    """Both runs in this process: (first run's seconds, resume's seconds, units, summary)."""
-    import pyarrow.parquet as pq
-
-    from mvid.pipeline.config import load
-    from mvid.pipeline.dag import Pipeline
-    from mvid.pipeline.executor import RayExecutor
-
-    (root / "recipe.yaml").write_text(RECIPE.format(root=root, per_unit=PER_UNIT))
-    cfg = load(str(root / "recipe.yaml"))
-    n = pq.ParquetFile(root / "work/inputs.parquet").num_row_groups
-    ex, times = RayExecutor(num_cpus=2, object_store_mb=512), []
-    for _ in range(2):
-        t = time.time()
-        pipe = Pipeline(cfg)
-        pipe.advance(ex, n, pipe.stream)
-        s = pipe.write(ex, n, n * PER_UNIT, t)
-        times.append(time.time() - t)
-    return {"wall_s": times[0], "resume_s": times[1], "units": n, "summary": s}
-
-
-def report(out: Path) -> None:
-    """mvid report on the output; its own peak RSS (MB) to out/../report_rss."""
-    from mvid.pipeline.report import report as write
-
-    write(out)
-    (out.parent / "report_rss").write_text(str(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024))
+def oom_kills(ray_tmp: Path) -> int:
+    n = 0
+    for log in ray_tmp.glob("session_*/logs/raylet*.out"):
+        for m in OOM.finditer(log.read_text(errors="replace")):
+            n += int(m.group(1) or m.group(2))
+    return n
 
 
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--clips", type=int, default=10_000)
+    ap.add_argument("--per-video", type=int, default=100)
+    ap.add_argument("--per-unit", type=int, default=8, help="videos a unit (and a shard)")
     ap.add_argument("--dir", help="work here (default: a temporary folder, removed after)")
     ap.add_argument("--json", action="store_true")
     a = ap.parse_args()
-    os.environ.setdefault("MVID_MODEL_DIR", str(ROOT / "weights"))
-    with tempfile.TemporaryDirectory(dir=a.dir) as d:
+    n_videos = -(-a.clips // a.per_video)
+    with tempfile.TemporaryDirectory(dir=a.dir) as d, tempfile.TemporaryDirectory(prefix="r", dir="/tmp") as rt:
         root = Path(d)
         t = time.time()
-        p = mp.get_context("spawn").Process(target=make, args=(root, a.clips))
-        p.start()
-        p.join()
-        assert p.exitcode == 0, "making the synthetic corpus failed"
+        videos(root, n_videos)
         made = time.time() - t
-        r = run(root)
-        s = r["summary"]
+        limit = max(10, a.clips // 100)
+        (root / "recipe.yaml").write_text(
+            RECIPE.format(root=root, per_video=a.per_video, per_unit=a.per_unit, limit=limit)
+        )
+        env = {
+            **os.environ,
+            "MVID_MODEL_DIR": os.environ.get("MVID_MODEL_DIR", str(ROOT / "weights")),
+            "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT / "bench"), os.environ.get("PYTHONPATH")])),
+            "RAY_TMPDIR": rt,  # this benchmark's Ray sessions and their logs
+        }
+        first = mvid_run(root, env)
+        run = json.loads((root / "out/run.json").read_text())
+        again = mvid_run(root, env)
         t = time.time()
-        p = mp.get_context("spawn").Process(target=report, args=(root / "out",))  # its own peak RSS
-        p.start()
-        p.join()
-        assert p.exitcode == 0, "the report failed"
+        rep = subprocess.run(
+            [
+                sys.executable,
+                "-c",
+                "import resource, sys; from mvid.pipeline.cli import main; main(['report', sys.argv[1]]); "
+                "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024)",
+                str(root / "out"),
+            ],
+            capture_output=True,
+            text=True,
+            check=True,
+            env=env,
+        )
         report_s = time.time() - t
         man = json.loads((root / "out/manifest.json").read_text())
+        kept = man["samples"]
         res = {
             "clips": a.clips,
-            "kept": s.clips,
-            "dropped": sum(s.drops.values()),
-            "shard_samples": man["samples"],
+            "videos": n_videos,
+            "units": len(man["shards"]),
+            "kept": kept,
+            "dropped": sum(v for k, v in man["failures"].items() if k in ("not_selected", "near_duplicate")),
+            "shard_samples": sum(s["samples"] for s in man["shards"]),
             "shards": len(man["shards"]),
-            "units": r["units"],
-            "wall_s": round(r["wall_s"], 2),
-            "resume_s": round(r["resume_s"], 2),
-            "s_per_1k_clips": round(1000 * r["wall_s"] / a.clips, 3),
-            "driver_peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024,
-            "report_s": round(report_s, 1),  # mvid report: index, failures and a gallery of 24
-            "report_peak_rss_mb": int((root / "report_rss").read_text()),
+            "wall_s": round(first["wall_s"], 2),
+            "resume_s": round(again["wall_s"], 2),
+            "s_per_1k_clips": round(1000 * first["wall_s"] / a.clips, 3),
+            "driver_peak_rss_mb": run["driver_rss_mb"],
+            "ray_peak_rss_mb": max(first["rss"], again["rss"]),
+            "ray_peak_pss_mb": max(first["pss"], again["pss"]),
+            "worker_processes_peak": max(first["workers"].total(), again["workers"].total()),
+            "workers_at_peak": dict(max(first["workers"], again["workers"], key=Counter.total)),
+            "oom_kills": oom_kills(Path(rt)),
+            "select_passes": run["select_passes"],
+            "report_s": round(report_s, 1),
+            "report_peak_rss_mb": int(rep.stdout.strip().splitlines()[-1]),
             "work_files": sum(len(f) for _, _, f in os.walk(root / "work")),
+            "work_mb": sum(f.stat().st_size for f in (root / "work").rglob("*") if f.is_file()) >> 20,
             "make_s": round(made, 1),
-            "failures": dict(s.failures),
-            "drops": dict(s.drops),
+            "failures": {k: v for k, v in man["failures"].items() if k not in ("not_selected", "near_duplicate")},
         }
-    print(json.dumps(res) if a.json else "\n".join(f"{k:>20}: {v}" for k, v in res.items()))
+    print(json.dumps(res) if a.json else "\n".join(f"{k:>22}: {v}" for k, v in res.items()))
 
 
 if __name__ == "__main__":

@@ -63,7 +63,8 @@ def _pipeline(a):
 
 def cmd_run(a) -> int:
     cfg, pipe = _pipeline(a)
-    s = pipe.run(_executor(cfg))
+    with pipe.locked():  # before Ray starts: a second run on these folders stops at once
+        s = pipe.run(_executor(cfg))
     print(s.text())
     print(f"shards in {pipe.ctx.out}  (inspect: mvid shards inspect {pipe.ctx.out})")
     if a.report:
@@ -77,7 +78,8 @@ def cmd_stage(a) -> int:
     cfg, pipe = _pipeline(a)
     select = "all" if a.all else "failed" if a.failed else "missing"
     ids = [i for x in a.ids for i in x.split(",") if i] if a.ids else None
-    n = pipe.rerun(_executor(cfg), a.name, select, ids)
+    with pipe.locked():
+        n = pipe.rerun(_executor(cfg), a.name, select, ids)
     print(f"{a.name}: ran on {n} units. Later stages rerun where their input changed: mvid run")
     return 0
 
@@ -226,12 +228,18 @@ def main(argv: list[str] | None = None) -> int:
     from mvid.pipeline.config import ConfigError
     from mvid.pipeline.executor import RunError
     from mvid.pipeline.inputs import InputError
+    from mvid.pipeline.lock import LockError
+    from mvid.pipeline.stage import HaltError
+    from mvid.schemas.record import SchemaError
 
     try:
         return a.fn(a)
-    except (ConfigError, InputError, ModelMissingError, RunError, FileNotFoundError) as e:
+    except (ConfigError, InputError, ModelMissingError, RunError, LockError, FileNotFoundError) as e:
         print(f"mvid: error: {e}", file=sys.stderr)
         return 2
+    except (HaltError, SchemaError) as e:  # a bug, or a stage failing on too many items: nothing was written
+        print(f"mvid: stopped: {e}", file=sys.stderr)
+        return 3
 
 
 if __name__ == "__main__":

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -25,9 +26,21 @@ class RayConfig(BaseModel):
     object_store_mb: int | None = Field(None, ge=64)  # local Ray only: bounds memory held in flight
 
 
+class BreakerConfig(BaseModel):
+    """The failure breaker: a stage whose unexpected failures (exceptions, OOM, dead workers; not a bad input's
+    own reason codes) pass max_error_rate of its items, once it has run min_items, stops the run (exit 3)."""
+
+    model_config = ConfigDict(extra="forbid")
+    max_error_rate: float = Field(0.2, gt=0, le=1)
+    min_items: int = Field(50, ge=1)
+
+
 class Config(BaseModel):
     model_config = ConfigDict(extra="forbid")
     profile: str = "custom"
+    # Modules imported before the stages are looked up: your own stages, each registered with @register. They
+    # must import on every Ray worker too (installed, or on the PYTHONPATH that the workers inherit).
+    plugins: list[str] = []
     input: str | None = None  # folder, glob, or a .parquet/.csv/.jsonl list
     # A folder's symlinks to targets outside it are refused (outside_input) unless follow_symlinks.
     follow_symlinks: bool = False
@@ -36,11 +49,23 @@ class Config(BaseModel):
     work_dir: Path = Path("work")
     output_dir: Path = Path("out")
     ray: RayConfig = RayConfig()
+    breaker: BreakerConfig = BreakerConfig()
     stages: list[SerializeAsAny[StageParams]]  # each serialized as its own stage's Params, with every knob
+
+    @field_validator("plugins")
+    @classmethod
+    def _plugins(cls, v: list[str]) -> list[str]:
+        for m in v:
+            try:
+                importlib.import_module(m)
+            except ImportError as e:
+                raise ValueError(f"plugin {m!r} does not import: {e}") from None
+        return v
 
     @field_validator("stages", mode="before")
     @classmethod
     def _stages(cls, v: Any) -> list[StageParams]:
+        from mvid.schemas.record import makers
         from mvid.stages import REGISTRY
 
         if not isinstance(v, list) or not v:
@@ -62,6 +87,15 @@ class Config(BaseModel):
         bar = [i for i, n in enumerate(names) if REGISTRY[n].barrier]
         if bar and bar != [len(names) - 2]:
             raise ValueError("a barrier stage (select) may appear once, right before the sink")
+        made = {"input", "any"}  # stage names (a column's makers in schemas/record.py) and columns made so far
+        for i, n in enumerate(names):
+            for c in REGISTRY[n].requires:
+                if c not in made and not makers(c) & made:
+                    raise ValueError(
+                        f"stages[{i}] ({n}) needs column {c!r}, which {'/'.join(sorted(makers(c)))} makes, and no "
+                        f"stage before it in the recipe does"
+                    )
+            made |= {n, *REGISTRY[n].produces}
         return out
 
     def stage(self, name: str) -> StageParams:

@@ -3,26 +3,29 @@ one shard per unit. The driver holds config, counts and per-shard rows, never pe
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
-import os
-import re
+import resource
 import sys
 import time
 from collections import Counter
 from dataclasses import dataclass, field
+from itertools import islice
 from pathlib import Path
 from typing import cast
 
 import numpy as np
 from tqdm import tqdm
 
-from mvid.models.base import ModelLoadError
-from mvid.pipeline.config import Config, ConfigError
-from mvid.pipeline.executor import RunError
-from mvid.pipeline.inputs import keys, listed, read_unit, write_duplicates, write_units
-from mvid.pipeline.runner import timings
-from mvid.pipeline.stage import Ctx, Stage, reject_of
+from mvid.models.base import ModelMissingError
+from mvid.pipeline import cache
+from mvid.pipeline.config import BreakerConfig, Config, ConfigError
+from mvid.pipeline.executor import RunError, cause
+from mvid.pipeline.inputs import read_unit, unit_keys, write_duplicates, write_units
+from mvid.pipeline.lock import Lock
+from mvid.pipeline.runner import NOTES, timings
+from mvid.pipeline.stage import Ctx, HaltError, Stage, reject_of
 from mvid.pipeline.store import Parts, atomic_write, digest
 from mvid.schemas import record as R
 from mvid.schemas import shard as S
@@ -31,6 +34,8 @@ from mvid.stages.select import Select, bins, cutoff, within
 from mvid.stages.shard import Shard
 
 log = logging.getLogger("mvid")
+BREAKER = "breaker.json"  # in the work folder: the stage the failure breaker stopped a run in
+HIST_ROWS = 1 << 20  # pool rows a selection task bins at once
 
 
 @dataclass
@@ -41,9 +46,10 @@ class Summary:
     failures: Counter = field(default_factory=Counter)
     drops: Counter = field(default_factory=Counter)
     seconds: float = 0.0
-    failed: list[dict] = field(default_factory=list)  # the failure records of kind error
+    out: Path | None = None  # the output folder, whose failure files give the examples
 
     def text(self, show: int = 20) -> str:
+        """Totals, counts by reason, and the first `show` failed items, read back from the failure files."""
         lines = [
             f"videos in: {self.videos}   clips out: {self.clips}   shards: {self.shards}   "
             f"wall time: {self.seconds:.1f}s"
@@ -51,10 +57,40 @@ class Summary:
         for title, c in (("failures", self.failures), ("dropped by policy", self.drops)):
             if c:
                 lines.append(f"{title}: " + ", ".join(f"{k}={v}" for k, v in sorted(c.items())))
-        lines += [f"  [{j['stage']}] {j['code']}: {j['path']}: {j['message']}" for j in self.failed[:show]]
-        if len(self.failed) > show:
+        errors = (j for j in S.failures(self.out) if j["kind"] == "error") if self.out else None
+        first: list[dict] = list(islice(errors, show + 1)) if errors else []
+        lines += [f"  [{j['stage']}] {j['code']}: {j['path']}: {j['message']}" for j in first[:show]]
+        if len(first) > show:
             lines.append(f"  ... more in {S.FAILURES}/")
         return "\n".join(lines)
+
+
+class Breaker:
+    """Stops the run (HaltError) once a stage's unexpected failures (runner.unexpected) pass max_error_rate of the
+    items it ran, after at least min_items: a stage bug becomes one line, not an error record per item. Fed the
+    units' notes as they leave the stream; holds a count per stage and code."""
+
+    def __init__(self, cfg: BreakerConfig, work: Path):
+        self.cfg, self.file = cfg, work / BREAKER
+        self.items: Counter[str] = Counter()
+        self.errors: dict[str, Counter[str]] = {}
+        self.example: dict[str, str] = {}
+
+    def add(self, notes: dict) -> None:
+        for stage, n in notes.items():
+            self.items[stage] += n["items"]
+            self.errors.setdefault(stage, Counter()).update(n["errors"])
+            if "example" in n:
+                self.example.setdefault(stage, n["example"])
+            items, bad = self.items[stage], sum(self.errors[stage].values())
+            if items >= self.cfg.min_items and bad > self.cfg.max_error_rate * items:
+                atomic_write(self.file, json.dumps({"stage": stage}).encode())
+                code, count = self.errors[stage].most_common(1)[0]
+                raise HaltError(
+                    f"stage {stage} failed on {bad} of {items} items ({bad / items:.0%}, over max_error_rate "
+                    f"{self.cfg.max_error_rate:g}): {code.removeprefix('exception_')} {count} times, e.g. "
+                    f"{self.example.get(stage)}. Fix it, then `mvid run` again: the items that failed are rerun"
+                )
 
 
 class Pipeline:
@@ -65,6 +101,7 @@ class Pipeline:
         self.sink = cast(Shard, self.stages[-1])  # the config puts the sink last, the barrier before it
         self.select = cast(Select | None, next((s for s in self.stages if s.barrier), None))
         self.stream = [s for s in self.stages if not (s.barrier or s.sink)]
+        self.locks: list[Lock] = []
 
     def preflight(self) -> None:
         """Checks before any video is touched: inputs exist, every model's files resolve."""
@@ -73,26 +110,48 @@ class Pipeline:
         for s in self.stages:
             s.preflight()
 
+    @contextlib.contextmanager
+    def locked(self):
+        """Hold the work and output folders for the run (pipeline/lock.py); a second mvid run on either stops
+        with one line. Re-entrant: the CLI takes them before Ray starts."""
+        if self.locks:
+            yield
+            return
+        with contextlib.ExitStack() as st:
+            self.locks = [st.enter_context(Lock(d)) for d in dict.fromkeys([self.ctx.work, self.ctx.out])]
+            try:
+                yield
+            finally:
+                self.locks = []
+
+    def check(self) -> None:
+        """Stop before the output is written when another run took a lock over."""
+        for lk in self.locks:
+            lk.check()
+
     def sources(self) -> dict[str, dict[str, str]]:
         """Each model of the run: where its weights came from and their licence (the manifest records them)."""
         return {a.name: a.provenance() for s in self.stages for a in s.adapters().values()}
 
     def units(self, ex) -> tuple[int, int]:
-        """The listing as units, then its duplicates (path, given id, content) from keys made in Ray tasks."""
-        c, per = self.cfg, self.sink.p.videos
+        """The listing as units (kept while the input is unchanged), then its duplicates (path, given id, content)
+        from keys made in Ray tasks."""
+        c, per, work = self.cfg, self.sink.p.videos, self.ctx.work
         assert c.input, "preflight checks the input first"
-        n, entries = write_units(c.input, self.ctx.work, per, c.follow_symlinks, c.input_root)
-        dups = write_duplicates(self.ctx.work, per, ex.columns(ex.units(n, _keys, work=self.ctx.work)))
+        n, entries = write_units(c.input, work, per, c.follow_symlinks, c.input_root)
+        fp = digest(cache.code(["mvid.pipeline.inputs"]))
+        dups = write_duplicates(work, per, ex.columns(ex.units(n, _keys, work=work, fp=fp)))
         log.info("%d input entries in %d units from %s, %d duplicates", entries, n, c.input, dups)
         return n, entries
 
     def run(self, ex) -> Summary:
         t = time.time()
         self.preflight()
-        ex.check([s.p for s in self.stream])
-        n, videos = self.units(ex)
-        self.advance(ex, n, self.stream)
-        return self.write(ex, n, videos, t)
+        with self.locked():
+            ex.check([s.p for s in self.stream])
+            n, videos = self.units(ex)
+            self.advance(ex, n, self.stream)
+            return self.write(ex, n, videos, t)
 
     def rerun(self, ex, name: str, select: str = "missing", ids: list[str] | None = None) -> int:
         """Rerun one stage: all, missing or failed items, or the units holding the given ids. Returns the units
@@ -102,30 +161,36 @@ class Pipeline:
             raise ConfigError(f"stage {name!r} is not in this config: {names}")
         self.preflight()
         i = names.index(name)
-        ex.check([s.p for s in self.stream[: i + 1]])
-        n, videos = self.units(ex)
-        if i >= len(self.stream):
-            return self.write(ex, n, videos, time.time()).clips
-        force = set(ids) if ids else None if select == "missing" else select
-        return self.advance(ex, n, self.stream[: i + 1], {name: force} if force else {})
+        with self.locked():
+            ex.check([s.p for s in self.stream[: i + 1]])
+            n, videos = self.units(ex)
+            if i >= len(self.stream):
+                return self.write(ex, n, videos, time.time()).clips
+            force = set(ids) if ids else None if select == "missing" else select
+            return self.advance(ex, n, self.stream[: i + 1], {name: force} if force else {})
 
     def advance(self, ex, n: int, stages: list[Stage], force: dict | None = None) -> int:
         """Stream the units that are not done with `stages` through them; returns how many ran. A unit whose
-        parts are all valid is skipped before any stage sees it; a run with none left starts no actor."""
-        force = force or {}
+        parts are all valid is skipped before any stage sees it; a run with none left starts no actor. After the
+        failure breaker stopped a run, the stage it named reruns what failed there."""
+        force, trip = dict(force or {}), self.ctx.work / BREAKER
         names = [s.name for s in stages]
+        if trip.exists() and not force and (name := json.loads(trip.read_text())["stage"]) in names:
+            force[name] = "failed"
         scan = {"work": self.ctx.work, "stages": names, "fps": [s.fingerprint() for s in stages], "forced": bool(force)}
         k, first = 0, len(stages)
         for r in ex.rows(ex.units(n, _first, **scan)):
             k, first = k + 1, min(first, r["first"])
         log.info("%d of %d units to run through %s", k, n, ", ".join(names))
         if k:
-            # Models load as their actors start, in parallel, from the first stage that some unit needs.
-            # Counting holds no CPU: a CPU for it would be budgeted away from the stages and stall them.
+            # Models load as their actors start, in parallel, from the first stage that some unit needs. Reading
+            # holds no CPU: a CPU for it would be budgeted away from the stages and stall them.
             ds = ex.stream(
                 ex.units(n, _pending, cpus=0, **scan), [s.p for s in stages], scan["fps"], self.ctx, force, first
-            ).map_batches(_counts, batch_format="pyarrow", num_cpus=0)
-            _stream(ex, ds, progress(k, names[-1] if len(names) == 1 else "stages"))
+            )
+            bar = progress(k, names[-1] if len(names) == 1 else "stages")
+            _stream(ex, ds, bar, Breaker(self.cfg.breaker, self.ctx.work))
+        trip.unlink(missing_ok=True)
         return k
 
     def write(self, ex, n: int, videos: int, t0: float) -> Summary:
@@ -135,18 +200,26 @@ class Pipeline:
             "stages": [s.name for s in self.stream],
             "fps": [s.fingerprint() for s in self.stream],
         }
-        sel, cut, key, k, pool = self.select, None, "all", 0, 0
+        sel, cut, key, k, pool, passes = self.select, None, "all", 0, 0, 0
         if sel:
             narrow = ex.units(n, _pool, select=sel.p.model_dump(), fp=sel.fingerprint(), ctx=self.ctx, **chain)
             narrow = narrow.materialize()
             pool = narrow.count()
             k = sel.n(pool)
-            cut = cutoff(lambda: pool, lambda a, b: _hist(ex, narrow, a, b), lambda a, b: _fetch(ex, narrow, a, b), k)
+
+            def hist(a, b):
+                nonlocal passes
+                passes += 1
+                return _hist(ex, narrow, a, b)
+
+            cut = cutoff(lambda: pool, hist, lambda a, b: _fetch(ex, narrow, a, b), k, sel.p.fetch_limit)
             key = digest([sel.fingerprint(), cut, k, pool])
-            log.info("select: %s of %d scored clips", "all" if cut is None else k, pool)
-        # Shards are replaced in place: the old manifest goes first, so that no manifest lists a shard whose
-        # bytes it does not describe, and the new one comes last.
-        (self.ctx.out / S.MANIFEST).unlink(missing_ok=True)
+            log.info("select: %s of %d scored clips (%d passes)", "all" if cut is None else k, pool, passes)
+        self.check()
+        # Shards are replaced in place: the old manifest and shard lists go first, so that none lists a shard
+        # whose bytes it does not describe, and the new ones come last.
+        for name in (S.MANIFEST, S.WIDS, S.WDS):
+            (self.ctx.out / name).unlink(missing_ok=True)
         ds = ex.units(
             n,
             _shard,
@@ -164,14 +237,16 @@ class Pipeline:
                     done.append(json.loads(r["done"]))
                     bar.update()
             done.sort(key=lambda d: d["entry"]["name"])
+            self.check()
             man = self.sink.finish(done, videos, self.sources())
-        except Exception as e:  # disk full, a failing mount; through Ray only the OSError's text survives
-            m = re.search(r"OSError: (\[Errno \d+\] [^\n]+)", str(e))
-            if not isinstance(e, OSError) and not m:
-                raise
-            cause = m.group(1) if m else e
+        except Exception as e:  # disk full, a failing mount: the OSError a shard task raised
+            err = cause(e)
+            if not isinstance(err, OSError):
+                if err is e:
+                    raise
+                raise err from None
             raise RunError(
-                f"writing the output failed ({cause}); no manifest lists a partial "
+                f"writing the output failed ({err}); no manifest lists a partial "
                 f"shard. Run `mvid run` again once {self.ctx.out} is writable."
             ) from None
         t, wall = timings(self.ctx.work), round(time.time() - t0, 2)
@@ -191,13 +266,14 @@ class Pipeline:
                 if s.name in t
             },
             selection=sel and f"{rule}: {man.samples} kept of {pool} scored",
+            select_passes=passes,
+            driver_rss_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024,
         )
         atomic_write(self.ctx.out / S.RUN, run.model_dump_json(indent=1).encode())
         kinds: Counter[str] = Counter()
         for d in done:
             kinds.update(d["stats"]["kinds"])
         split = lambda kind: Counter({k.split(":", 1)[1]: v for k, v in kinds.items() if k.startswith(kind + ":")})
-        failed = sorted((j for d in done for j in d["errors"]), key=lambda j: (str(j["path"]), j["stage"]))
         return Summary(
             videos=videos,
             clips=man.samples,
@@ -205,7 +281,7 @@ class Pipeline:
             failures=split("error"),
             drops=split("drop"),
             seconds=time.time() - t0,
-            failed=failed,
+            out=self.ctx.out,
         )
 
 
@@ -215,48 +291,29 @@ def progress(total: int, what: str):
     return tqdm(total=total, desc=what, unit="unit", file=sys.stderr, mininterval=0.5 if tty else 30, dynamic_ncols=tty)
 
 
-def _stream(ex, ds, bar) -> None:
-    """Run a streaming Dataset, with a model that fails to load in a Ray actor reported as the one line it raised."""
+def _stream(ex, ds, bar, breaker: Breaker) -> None:
+    """Run a streaming Dataset, feeding each unit's notes to the breaker. What stops the run inside a Ray task or
+    actor (a model that fails to load, a HaltError, a schema bug) is raised as itself: one line."""
     clips = 0
     try:
         with bar:
             for r in ex.rows(ds):
                 clips += r["clips"]
-                bar.set_postfix(clips=clips, refresh=False)
+                breaker.add(json.loads(r[NOTES]))
+                bar.set_postfix_str(f"clips={clips}", refresh=False)
                 bar.update()
-    except ModelLoadError:
-        raise
     except Exception as e:
-        if m := re.search(r"ModelLoadError: (.+)", str(e)):
-            raise ModelLoadError(m.group(1).strip()) from None
+        err = cause(e)
+        if err is not e and isinstance(err, (ModelMissingError, HaltError, R.SchemaError)):
+            raise err from None
         raise
 
 
-def _counts(t):
+def _keys(i: int, work: Path, fp: str):
+    """Unit i's duplicate keys (pipeline/inputs.py unit_keys), with its index."""
     import pyarrow as pa
 
-    return pa.table({"unit": t["unit"], "clips": [sum(len(v["clips"]) for v in u) for u in t["videos"].to_pylist()]})
-
-
-def _keys(i: int, work: Path):
-    """Unit i's duplicate keys (pipeline/inputs.py keys), kept as a part of its own (work/stages/keys/) while the
-    listing and the files' sizes and mtimes are unchanged, so that a rerun reads no video again."""
-    import pyarrow as pa
-
-    u = listed(work, i)
-    stats: list[tuple[int, int] | None] = []
-    for v in u["videos"]:
-        try:
-            st = os.stat(v["path"])
-            stats.append((st.st_size, st.st_mtime_ns))
-        except OSError:
-            stats.append(None)
-    k, parts = digest([u["_k"], stats]), Parts(work, "keys")
-    if parts.valid(u["unit"], k, "1"):
-        t = parts.read(u["unit"])
-    else:
-        t = keys(u)
-        parts.write(u["unit"], t, {"in": k, "fp": "1", "out": k})
+    t = unit_keys(work, i, fp)
     return t.append_column("unit", pa.array(np.full(t.num_rows, i), pa.int64()))
 
 
@@ -335,16 +392,18 @@ def _pool(i: int, select: dict, fp: str, ctx: Ctx, work: Path, stages: list[str]
 
 
 def _hist(ex, narrow, prefix: int, shift: int):
-    """stages.select.bins over the whole pool, summed on the driver (65,536 counts at most)."""
+    """stages.select.bins over the whole pool: each task bins HIST_ROWS rows at once and sends its counts, which
+    are summed here (65,536 at most)."""
     import pyarrow as pa
 
     def count(t):
         b, n = bins(t["u"].to_numpy(), prefix, shift)
-        return pa.table({"b": b, "n": n})
+        return pa.table({"b": [b], "n": [n]})
 
     h = np.zeros(1 << 16, np.int64)
-    for r in ex.rows(narrow.map_batches(count, batch_format="pyarrow", batch_size=None), 4096):
-        h[r["b"]] += r["n"]
+    for t in ex.tables(narrow.map_batches(count, batch_format="pyarrow", batch_size=HIST_ROWS, **ex.tasks(1))):
+        b, n = (t[c].combine_chunks().flatten().to_numpy() for c in ("b", "n"))
+        h += np.bincount(b, weights=n, minlength=1 << 16).astype(np.int64)
     return h
 
 
@@ -352,7 +411,8 @@ def _fetch(ex, narrow, prefix: int, shift: int):
     def pick(t):
         return t.filter(within(t["u"].to_numpy(), prefix, shift))
 
-    return [(int(r["u"]), r["c"]) for r in ex.rows(narrow.map_batches(pick, batch_format="pyarrow", batch_size=None))]
+    picked = narrow.map_batches(pick, batch_format="pyarrow", batch_size=HIST_ROWS, **ex.tasks(1))
+    return [(int(r["u"]), r["c"]) for r in ex.rows(picked)]
 
 
 def _shard(

@@ -8,19 +8,32 @@ import logging
 import os
 import sys
 import time
-import warnings
 from pathlib import Path
+from typing import Any
 
 from mvid.pipeline.config import ConfigError
-from mvid.pipeline.runner import CRASHES, named, task
+from mvid.pipeline.runner import named, task
 from mvid.pipeline.stage import Ctx, StageParams
 
 log = logging.getLogger("mvid")
+ZERO_CPU = 1  # tasks at once of an operator that holds no CPU (the stream's read)
 
 
 class RunError(RuntimeError):
     """A run-level failure that no per-item record can hold (Ray does not start, the shards cannot be written):
     one line, no trace."""
+
+
+def cause(e: BaseException) -> BaseException:
+    """The exception that a Ray task or actor raised, when e carries it (RayTaskError.cause; an actor whose
+    constructor raised dies with its creation task's RayTaskError as ActorDiedError's argument); else e."""
+    from ray.exceptions import ActorDiedError, RayTaskError
+
+    if isinstance(e, ActorDiedError) and e.args and isinstance(e.args[0], RayTaskError):
+        e = e.args[0]
+    if isinstance(e, RayTaskError) and isinstance(e.cause, BaseException):
+        return e.cause
+    return e
 
 
 def quiet(path: Path) -> logging.Handler:
@@ -45,8 +58,11 @@ def quiet(path: Path) -> logging.Handler:
         lg.propagate = False
     if sys.stderr.fileno() == 2:  # once per process
         sys.stderr.flush()
-        sys.stderr = os.fdopen(os.dup(2), "w", buffering=1)
+        old, sys.stderr = sys.stderr, os.fdopen(os.dup(2), "w", buffering=1)
         os.dup2(os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT), 2)
+        for x in logging.getLogger().handlers:  # mvid's own log lines (mvid -v, warnings) keep the terminal
+            if isinstance(x, logging.StreamHandler) and x.stream is old:
+                x.setStream(sys.stderr)
     return h
 
 
@@ -137,6 +153,17 @@ class RayExecutor:
         ctx = ray.data.DataContext.get_current()
         ctx.enable_progress_bars = not log_file  # with a log file, mvid shows its own progress
         ctx.verbose_progress = False
+        ctx.raise_original_map_exception = True  # a task's own exception, not a UserCodeException (cause())
+        # Task operators share the cluster's CPUs as task slots (zero-CPU ones run ZERO_CPU tasks at once): Ray
+        # starts a worker process for each task it can place, and zero-CPU or fractional tasks fit many to a CPU.
+        self.slots = max(1, int(ray.cluster_resources().get("CPU", 1)))
+        self.ranges: dict[int, Any] = {}  # the unit indices, made once per run (Datasets)
+
+    def tasks(self, cpus: float, share: int = 1) -> dict:
+        """map_batches' arguments for a task operator of `cpus` each, one of `share` that run at once: a pool of
+        its share of the task slots."""
+        size = max(1, self.slots // share) if cpus else ZERO_CPU
+        return {"num_cpus": cpus, "compute": self.ray.data.TaskPoolStrategy(size=size)}
 
     def units(self, n: int, fn, cpus: float = 1.0, **kw):
         """A Dataset of fn(unit index) -> Table (rows of any kind, none to drop the unit) over units 0..n-1, a
@@ -147,8 +174,9 @@ class RayExecutor:
         def each(batch: dict) -> pa.Table:
             return pa.concat_tables([fn(int(i), **kw) for i in batch["id"]])
 
-        ds = self.ray.data.range(n, override_num_blocks=max(1, min(n, 100_000))).materialize()
-        return ds.map_batches(each, batch_size=1, batch_format="numpy", num_cpus=cpus)
+        if n not in self.ranges:
+            self.ranges[n] = self.ray.data.range(n, override_num_blocks=max(1, min(n, 100_000))).materialize()
+        return self.ranges[n].map_batches(each, batch_size=1, batch_format="numpy", **self.tasks(cpus))
 
     def check(self, stages: list[StageParams]) -> None:
         """On a local Ray: the actor pools at their minimum size and the largest task must fit."""
@@ -167,42 +195,43 @@ class RayExecutor:
 
     def stream(self, ds, stages: list[StageParams], fps: list[str], ctx: Ctx, force: dict, first: int = 0):
         """The stream stages over a Dataset of units: model stages as actor pools, the others as tasks; each
-        unit is one batch, persisted as one part (pipeline/runner.py). Stages from `first` on load their
-        models as their actors start; those before it hold valid parts of every unit and load on demand."""
+        unit is one batch, persisted as one part (pipeline/runner.py); the last stage gives (unit, clips, notes).
+        Stages from `first` on load their models as their actors start; those before it hold valid parts of every
+        unit and load on demand."""
         from mvid.stages import REGISTRY
 
+        share = sum(not REGISTRY[p.name].uses_model for p in stages)  # the task stages run at once
         for i, (p, fp) in enumerate(zip(stages, fps, strict=True)):
-            res = p.resources
-            args = (p.name, p.model_dump(), ctx, fp, force.get(p.name), i >= first)
-            kw = dict(batch_size=1, batch_format="pyarrow", num_cpus=res.cpus, zero_copy_batch=True)
+            res, cls = p.resources, REGISTRY[p.name]
+            last = i == len(stages) - 1
+            args = (p.name, p.model_dump(), ctx, fp, force.get(p.name), i >= first, cls.__module__, last)
+            kw: dict = dict(batch_size=1, batch_format="pyarrow", zero_copy_batch=True)
             if res.gpus:
                 kw["num_gpus"] = res.gpus
             if res.memory_bytes:
                 kw["memory"] = res.memory_bytes
             if res.custom:
                 kw["resources"] = res.custom
-            if REGISTRY[p.name].uses_model:
+            if cls.uses_model:
                 n = res.actors  # a fixed pool, or (min, max) that Ray Data autoscales by backlog
                 size = {"size": n} if isinstance(n, int) else {"min_size": n[0], "max_size": n[1]}
-                # A dead actor restarts and its batch is retried, a bounded number of times (Ray Data's default
-                # is forever; tasks keep Ray's 3): after CRASHES deaths the Runner records the culprit as
-                # worker_crash. Ray 2.60 deprecates remote args passed as keywords but names no replacement.
-                with warnings.catch_warnings():
-                    warnings.filterwarnings("ignore", "`ray_remote_args` is deprecated")
-                    ds = ds.map_batches(
-                        named(p.name, args),
-                        compute=self.ray.data.ActorPoolStrategy(**size),
-                        max_task_retries=CRASHES + 2,
-                        **kw,
-                    )
+                # A dead actor restarts and its batch is retried (Ray Data's default, without end): the Runner's
+                # attempt log ends it, recording an input that killed its worker CRASHES times as worker_crash.
+                pool = self.ray.data.ActorPoolStrategy(**size)
+                ds = ds.map_batches(named(p.name, args), compute=pool, num_cpus=res.cpus, **kw)
             else:  # nothing to load: a Runner per batch, as a task
-                ds = ds.map_batches(task(p.name), fn_args=args, **kw)
+                ds = ds.map_batches(task(p.name), fn_args=args, **self.tasks(res.cpus, share), **kw)
         return ds
 
     @staticmethod
     def columns(ds, batch_size: int = 65536):
         """A Dataset's rows to the driver as numpy columns, one batch at a time (many small rows)."""
         yield from ds.iter_batches(batch_size=batch_size, batch_format="numpy")
+
+    @staticmethod
+    def tables(ds):
+        """A Dataset's blocks to the driver as Arrow tables, one at a time."""
+        yield from ds.iter_batches(batch_size=None, batch_format="pyarrow")
 
     @staticmethod
     def rows(ds, batch_size: int | None = None):

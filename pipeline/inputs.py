@@ -7,10 +7,12 @@ on its own (`bad_input_row`); in a folder every file counts (`not_a_video_extens
 out of the folder is refused (`outside_input`) before anything opens it, unless `follow_symlinks`. A list names
 its files on purpose, so its paths may point anywhere, unless `input_root` confines them.
 
-The listing streams once into work/inputs.parquet: one row group per unit of `per_unit` consecutive entries,
-which every stage then reads as a Ray Dataset. Duplicates are found after it, from keys made in Ray tasks
-(pipeline/dag.py): the same path, the same given video_id, or the same content (size, first and last MiB); the
-first by input order stays, the others get a record, kept in work/duplicates.parquet and applied by read_unit."""
+The listing streams into work/inputs/, one Parquet file per unit of `per_unit` consecutive entries, which every
+stage then reads as a Ray Dataset; it is written again only when the input changes (write_units). Duplicates are
+found after it, from keys made in Ray tasks (pipeline/dag.py): the same path, the same given video_id, or the same
+content (size, first and last MiB); the first by input order stays, the others get a record, kept in
+work/duplicates/ and applied by read_unit. The keys also give each video's identity (size, mtime, first and last
+MiB), which the unit's digest covers: a video replaced at its path recomputes its unit."""
 
 from __future__ import annotations
 
@@ -19,6 +21,7 @@ import glob
 import hashlib
 import json
 import os
+import shutil
 import stat
 from collections.abc import Iterator
 from pathlib import Path
@@ -29,14 +32,17 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from pydantic import BaseModel, BeforeValidator, ConfigDict, StrictFloat, StrictInt, StrictStr, ValidationError
 
+from mvid.pipeline.cache import code
 from mvid.pipeline.stage import reject_of
-from mvid.pipeline.store import atomic_write, digest, parquet_bytes
+from mvid.pipeline.store import Parts, atomic_write, digest, parquet_bytes, swap, temp
 from mvid.schemas import record as R
 
 VIDEO_EXT = {".mp4", ".mkv", ".webm", ".mov", ".avi", ".m4v", ".flv", ".ts", ".mpg", ".mpeg", ".wmv", ".3gp"}
 LISTS = {".parquet", ".csv", ".jsonl"}
-FILE = "inputs.parquet"
-DUPS = "duplicates.parquet"
+UNITS = "inputs"  # work/inputs/<unit>.parquet: a unit's videos as listed
+LISTING = "inputs.json"  # what the listing was made from, and its size
+DUPS = "duplicates"  # work/duplicates/<unit>.parquet, for units that hold duplicates
+KEYS = "keys"  # the parts of the duplicate keys and identities (work/stages/keys/)
 MIB = 1 << 20
 NOT_A_FILE = ("not_a_file", "a folder, device or pipe, not a regular file", "error")
 # Duplicate kinds, strongest first: an entry that is two kinds of duplicate gets the first one's record.
@@ -197,9 +203,11 @@ def video(e: dict) -> dict:
             path = str(Path(e["path"]).resolve())
         except (RuntimeError, OSError):  # a symlink loop: RuntimeError before Python 3.13, OSError(ELOOP) after
             why = why or ("symlink_loop", "cannot resolve the path", "error")
-    text = given.transcript if given else None
+    text, gid = (given.transcript, given.video_id) if given else (None, None)
+    vid = R.video_id(path, gid)
     rec = {
-        "video_id": R.video_id(path, given.video_id if given else None),
+        "video_id": vid,
+        "given_id": gid if gid and gid != vid else None,
         "path": path,
         "row": e["row"],
         "failed": False,
@@ -221,49 +229,71 @@ def video(e: dict) -> dict:
     return rec
 
 
+def signature(spec: str, per_unit: int, follow_symlinks: bool, input_root: Path | None) -> str:
+    """What the listing is made from: a list file's path, size and mtime, or every entry of a folder or glob
+    (walked), with the listing's options and code."""
+    h = hashlib.sha1(json.dumps([spec, per_unit, follow_symlinks, str(input_root), code([__name__])]).encode())
+    p = Path(spec).expanduser()
+    if p.is_file() and p.suffix in LISTS:
+        st = p.stat()
+        h.update(f"{p.resolve()}:{st.st_size}:{st.st_mtime_ns}".encode())
+    else:
+        for e in listing(spec, follow_symlinks, input_root):
+            h.update(json.dumps([e["row"], e["path"], e.get("reject")]).encode())
+    return h.hexdigest()
+
+
 def write_units(
     spec: str, work: Path, per_unit: int, follow_symlinks: bool = False, input_root: Path | None = None
 ) -> tuple[int, int]:
-    """Stream the listing into work/inputs.parquet, a row group per unit; returns (units, entries)."""
-    path = work / FILE
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{FILE}.{os.getpid()}.tmp")
+    """Stream the listing into work/inputs/, a file per unit; returns (units, entries). An unchanged input
+    (signature) keeps the listing as it is, unread: touch a list file to have it read again."""
+    sig = signature(spec, per_unit, follow_symlinks, input_root)
+    meta, dest = work / LISTING, work / UNITS
+    old = json.loads(meta.read_text()) if meta.exists() else {}
+    if old.get("sig") == sig and dest.is_dir():
+        return old["units"], old["entries"]
+    meta.unlink(missing_ok=True)
+    new = temp(dest)
+    new.mkdir(parents=True)
     chunk: list[dict] = []
     units = entries = 0
 
-    def flush(w):
+    def flush():
         nonlocal units, chunk
         if chunk:
-            w.write_table(R.table([{"unit": f"{units:06d}", "_k": digest(chunk), "videos": chunk}]))
+            t = R.table([{"unit": f"{units:06d}", "_k": digest(chunk), "videos": chunk}])
+            atomic_write(new / f"{units:06d}.parquet", parquet_bytes(t))
             units, chunk = units + 1, []
 
-    with pq.ParquetWriter(tmp, R.UNIT) as w:
-        for e in listing(spec, follow_symlinks, input_root):
-            chunk.append(video(e))
-            entries += 1
-            if len(chunk) == per_unit:
-                flush(w)
-        flush(w)
+    for e in listing(spec, follow_symlinks, input_root):
+        chunk.append(video(e))
+        entries += 1
+        if len(chunk) == per_unit:
+            flush()
+    flush()
     if not entries:
-        tmp.unlink()
+        shutil.rmtree(new)
         raise InputError(f"{spec}: no videos found (a folder, a glob, or a {'/'.join(sorted(LISTS))} list)")
-    os.replace(tmp, path)
+    swap(new, dest)
+    atomic_write(meta, json.dumps({"sig": sig, "units": units, "entries": entries}).encode())
     return units, entries
 
 
 def listed(work: Path, i: int, head: bool = False) -> dict:
     """Unit i as the listing wrote it, before duplicates are applied; head: its name and digest only."""
-    return R.rows(pq.ParquetFile(work / FILE).read_row_group(i, columns=["unit", "_k"] if head else None))[0]
+    return R.rows(pq.read_table(work / UNITS / f"{i:06d}.parquet", columns=["unit", "_k"] if head else None))[0]
 
 
 def read_unit(work: Path, i: int, head: bool = False) -> dict:
-    """Unit i with its duplicates failed as work/duplicates.parquet says; its digest covers them. head: the
-    name and digest alone, which is all that the caches are keyed by."""
+    """Unit i with its duplicates failed as work/duplicates/ says; its digest covers them and its videos'
+    identities (the keys part's `out`). head: the name and digest alone, which is all that the caches are keyed
+    by."""
     u = listed(work, i, head)
-    d = work / DUPS
-    dups = pq.read_table(d, filters=[("unit", "=", u["unit"])]).to_pylist() if d.exists() else []
-    if dups:
-        u["_k"] = digest([u["_k"], dups])
+    d = work / DUPS / f"{u['unit']}.parquet"
+    dups = pq.read_table(d).to_pylist() if d.exists() else []
+    ident = Parts(work, KEYS).meta(u["unit"])
+    u["_k"] = digest([u["_k"], ident and ident["out"], dups])
     for j in [] if head else dups:  # a duplicate's record is its only one: the rest is for the first to say
         v = u["videos"][j["pos"]]
         v["failed"], v["rejects"] = True, [reject_of(v, j["code"], j["message"], j["kind"], stage="input")]
@@ -283,25 +313,51 @@ def content_key(path: str) -> int:
         return _h64(size.to_bytes(8, "little") + head + f.read(MIB))
 
 
-def keys(u: dict) -> pa.Table:
-    """One row per (video, kind) of a unit: its position and 64-bit key. Content is read only for videos that
-    did not fail (a file that vanished meanwhile is left to probe)."""
-    rows = []
+def stats(path: str) -> tuple[int, int, int, int] | None:
+    """What tells that a file may have changed: size, mtime, inode, ctime (a copy over it changes the last two)."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st.st_size, st.st_mtime_ns, st.st_ino, st.st_ctime_ns
+
+
+def keys(u: dict) -> tuple[pa.Table, list]:
+    """One row per (video, kind) of a unit: its position and 64-bit key; and each video's identity (size, mtime,
+    content key; None when it failed or cannot be read). Content is read only for videos that did not fail (a file
+    that vanished meanwhile is left to probe)."""
+    rows, ident = [], list[tuple | None]()
     for pos, v in enumerate(u["videos"]):
         rows.append((pos, 0, _h64(v["path"].encode())))
         rows.append((pos, 1, _h64(v["video_id"].encode())))
+        ident.append(None)
         if not v["failed"]:
             with contextlib.suppress(OSError):
+                st = os.stat(v["path"])
                 rows.append((pos, 2, content_key(v["path"])))
+                ident[-1] = (st.st_size, st.st_mtime_ns, rows[-1][2])
     cols = list(zip(*rows, strict=True)) if rows else [(), (), ()]
     types = (pa.int32(), pa.int8(), pa.uint64())
-    return pa.table({n: pa.array(c, t) for n, c, t in zip(("pos", "kind", "key"), cols, types, strict=True)})
+    t = pa.table({n: pa.array(c, t) for n, c, t in zip(("pos", "kind", "key"), cols, types, strict=True)})
+    return t, ident
+
+
+def unit_keys(work: Path, i: int, fp: str) -> pa.Table:
+    """Unit i's keys, kept as a part (work/stages/keys/) while the listing and its files' stats are unchanged,
+    so that a rerun reads no video again; the part's `out` is the digest of the videos' identities."""
+    u = listed(work, i)
+    k, parts = digest([u["_k"], [stats(v["path"]) for v in u["videos"]]]), Parts(work, KEYS)
+    if parts.valid(u["unit"], k, fp):
+        return parts.read(u["unit"])
+    t, ident = keys(u)
+    parts.write(u["unit"], t, {"in": k, "fp": fp, "out": digest(ident)})
+    return t
 
 
 def write_duplicates(work: Path, per_unit: int, found: Iterator[dict]) -> int:
     """From every key (rows of unit, pos, kind, key), the duplicates: each entry after the first, by input order,
-    with the same key, written to work/duplicates.parquet with the record it gets. Returns how many.
-    Known limit: the driver holds 17 bytes per key (three keys per entry) while it sorts them."""
+    with the same key, written to work/duplicates/ (a file per unit that holds some) with the record it gets.
+    Returns how many. Known limit: the driver holds 17 bytes per key (three keys per entry) while it sorts them."""
     order, kind, key = [], [], []
     for t in found:
         order.append(t["unit"] * per_unit + t["pos"])
@@ -320,32 +376,28 @@ def write_duplicates(work: Path, per_unit: int, found: Iterator[dict]) -> int:
             first[i] = first[i - 1]
         for i in same:
             done.setdefault(int(oo[i]), (kid, int(first[i])))
-    rows, cache = [], {}
+    units: dict[str, list[dict]] = {}
+    cache = {}
     for dup in sorted(done):
         kid, f = done[dup]
         ui, pos = divmod(f, per_unit)
         if ui not in cache:
             cache = {ui: listed(work, ui)}  # sorted duplicates mostly name nearby firsts
         v = cache[ui]["videos"][pos]
-        _, code, kind_, text = KINDS[kid]
+        _, reason, kind_, text = KINDS[kid]
         du, dp = divmod(dup, per_unit)
-        rows.append(
+        units.setdefault(f"{du:06d}", []).append(
             {
-                "unit": f"{du:06d}",
                 "pos": dp,
-                "code": code,
+                "code": reason,
                 "kind": kind_,
                 "message": text.format(row=v["row"], path=v["path"], video_id=v["video_id"]),
             }
         )
-    schema = pa.schema(
-        [
-            ("unit", pa.string()),
-            ("pos", pa.int32()),
-            ("code", pa.string()),
-            ("kind", pa.string()),
-            ("message", pa.string()),
-        ]
-    )
-    atomic_write(work / DUPS, parquet_bytes(pa.Table.from_pylist(rows, schema=schema)))
-    return len(rows)
+    schema = pa.schema([("pos", pa.int32()), ("code", pa.string()), ("kind", pa.string()), ("message", pa.string())])
+    new = temp(work / DUPS)
+    new.mkdir(parents=True)
+    for unit, rows in units.items():
+        atomic_write(new / f"{unit}.parquet", parquet_bytes(pa.Table.from_pylist(rows, schema=schema)))
+    swap(new, work / DUPS)
+    return sum(map(len, units.values()))

@@ -9,12 +9,14 @@ import tarfile
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
+from mvid.pipeline.store import temp
+
 
 def write_tar(path: Path, members: Iterable[tuple[str, bytes]]) -> None:
     """Write (name, bytes) members into a tar at path atomically (temporary name, fsync, rename), with fixed
     metadata: the same members always make the same bytes."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp = temp(path)
     try:
         with open(tmp, "wb") as f:
             with tarfile.open(fileobj=f, mode="w", format=tarfile.USTAR_FORMAT) as tar:

@@ -4,6 +4,7 @@ The same code runs as a Ray Data actor (model stages) or task; tests call it dir
 
 from __future__ import annotations
 
+import importlib
 import json
 import logging
 import os
@@ -12,18 +13,20 @@ import sys
 import tempfile
 import time
 import traceback
+from collections import Counter
 from pathlib import Path
 
 import pyarrow as pa
 
 from mvid.pipeline.media import Media
-from mvid.pipeline.stage import Ctx, Result, StageError, reject_of
+from mvid.pipeline.stage import Ctx, HaltError, Result, StageError, reject_of
 from mvid.pipeline.store import Parts, digest
 from mvid.schemas import record as R
 from mvid.schemas.shard import StageTime
 
 log = logging.getLogger("mvid")
 CRASHES = 3  # worker deaths on one input before it is recorded as worker_crash; Ray retries a batch past that
+NOTES = "_n"  # a column that the stream's units carry from stage to stage: what each stage did to them (breaker)
 VIDEO_ONLY = set(R.VIDEO) - {"has_audio"}  # has_audio is both: the clip's own value wins in a merged clip
 
 
@@ -33,6 +36,12 @@ def error_code(e: BaseException) -> str:
     if isinstance(e, MemoryError) or type(e).__name__ == "OutOfMemoryError" or "out of memory" in str(e).lower():
         return "oom"
     return "exception_" + type(e).__name__
+
+
+def unexpected(code: str) -> bool:
+    """A failure that no reason code of mvid's explains (what the failure breaker counts): an exception, an
+    out-of-memory batch, a worker that died."""
+    return code.startswith("exception_") or code in ("oom", "worker_crash")
 
 
 def run_id() -> str:
@@ -88,32 +97,58 @@ def merged(video: dict, clip: dict) -> dict:
 class Runner:
     """Ray Data map_batches callable over units (one per batch). Models load at once when `eager` (some unit will
     need them), else on the first unit that does, so a stage whose parts are all valid loads none. `force`:
-    None, "all", "failed", or a set of video/clip ids whose units are recomputed (mvid stage)."""
+    None, "all", "failed", or a set of video/clip ids whose units are recomputed (mvid stage). The stream's `last`
+    stage returns what the driver counts (unit, clips, notes), not the units."""
 
-    def __init__(self, stage_name: str, params: dict, ctx: Ctx, fp: str, force=None, eager: bool = False):
+    def __init__(
+        self,
+        stage_name: str,
+        params: dict,
+        ctx: Ctx,
+        fp: str,
+        force=None,
+        eager: bool = False,
+        module: str = "",
+        last: bool = False,
+    ):
         from mvid.stages import REGISTRY
 
+        if module:  # a plugin's stage registers itself when its module is imported (config `plugins`)
+            importlib.import_module(module)
         cls = REGISTRY[stage_name]
         self.stage = cls(cls.Params(**params), ctx)
         self.parts, self.fp, self.force, self.loaded = Parts(ctx.work, stage_name), fp, force, False
+        self.last = last
         if eager:
             self.setup()
 
     def __call__(self, batch: pa.Table) -> pa.Table:
-        return R.table([self.unit(u) for u in R.rows(batch)])
+        units = R.rows(batch)
+        outs, notes = [], []
+        for u in units:
+            out, note = self.unit(u)
+            outs.append(out)
+            notes.append(json.dumps({**json.loads(u.get(NOTES) or "{}"), self.stage.name: note}))
+        if self.last:
+            clips = [sum(len(v["clips"]) for v in o["videos"]) for o in outs]
+            return pa.table({"unit": [o["unit"] for o in outs], "clips": clips, NOTES: notes})
+        return R.table(outs).append_column(NOTES, pa.array(notes, pa.string()))
 
-    def unit(self, u: dict) -> dict:
+    def unit(self, u: dict) -> tuple[dict, dict]:
+        """The unit as this stage leaves it, from its valid part or computed and stored; and what the stage did
+        this time: items it ran, and its unexpected failures by code with one example."""
         name = u["unit"]
         if self.parts.valid(name, u["_k"], self.fp) and not self.forced(u):
-            return R.rows(self.parts.read(name))[0]
+            return R.rows(self.parts.read(name))[0], {"items": 0, "errors": {}}
         t = time.perf_counter()
         live = [v for v in u["videos"] if not v["failed"]]
         items = len(live) if self.stage.key == "video_id" else sum(len(v["clips"]) for v in live)
+        self.note: dict = {"items": items, "errors": Counter()}
         videos = self.process(u)
         out = {"unit": name, "_k": digest([u["_k"], self.fp, videos]), "videos": videos}
         self.parts.write(name, R.table([out]), {"in": u["_k"], "fp": self.fp, "out": out["_k"]})
         log_time(self.stage.ctx, self.stage.name, [name], time.perf_counter() - t, items=items)
-        return out
+        return out, self.note
 
     def forced(self, u: dict) -> bool:
         f = self.force
@@ -172,7 +207,17 @@ class Runner:
     def stamp(self, res: Result) -> None:
         for j in res.rejects:
             j["stage"] = self.stage.name
-        missing = [(c, r.get(self.stage.key)) for r in res.records for c in self.stage.produces if c not in r]
+            if j["kind"] == "error" and unexpected(j["code"]):
+                self.note["errors"][j["code"]] += 1
+                self.note.setdefault("example", f"{j['path']}: {j['message']}"[:300])
+        missing = [
+            (c, h.get(self.stage.key) or h.get("clip_id"))
+            for r in res.records
+            for c in self.stage.produces
+            if c not in R.NULLABLE
+            for h in (r.get("clips") or [] if self.stage.key == "video_id" and c not in R.VIDEO else [r])
+            if h.get(c) is None
+        ]
         if missing:
             raise R.SchemaError(f"stage {self.stage.name} did not make {missing[:3]} (its `produces`)")
 
@@ -188,6 +233,9 @@ class Runner:
         if not starts:
             self.parts.start(unit, "batch", run)
             return self.run(items)
+        if starts.count("retry") >= 2 * CRASHES:  # deaths outside any one item: Ray would retry it forever
+            raise HaltError(f"stage {self.stage.name}: the worker of unit {unit} died {starts.count('retry')} times")
+        self.parts.start(unit, "retry", run)
         out = []
         for it in items:
             k = it[key]
@@ -216,7 +264,8 @@ class Runner:
             return [x for i in range(0, len(recs), n) for x in self.run(recs[i : i + n])]
         if not recs:
             return []
-        bad = {i: m for i, r in enumerate(recs) if (m := [c for c in self.stage.requires if c not in r])}
+        need = [c for c in self.stage.requires if c not in R.NULLABLE]
+        bad = {i: m for i, r in enumerate(recs) if (m := [c for c in need if r.get(c) is None])}
         if bad:
             good = iter(self.run([r for i, r in enumerate(recs) if i not in bad]))
             return [
@@ -225,17 +274,19 @@ class Runner:
             ]
         try:
             out = self.stage.process_batch(recs)
-            assert len(out) == len(recs), f"{self.stage.name} returned {len(out)} results for {len(recs)} inputs"
-            return out
-        except R.SchemaError:
+        except (R.SchemaError, HaltError):
             raise
-        except Exception as e:  # noqa: BLE001 - every failure becomes a record, never a crash
+        except Exception as e:  # noqa: BLE001 - a failure becomes a record (the breaker stops a run of them)
             if len(recs) == 1:
                 msg = e.message if isinstance(e, StageError) else f"{type(e).__name__}: {e}"
                 if not isinstance(e, StageError):
                     log.warning("%s failed on %s: %s", self.stage.name, recs[0].get(self.stage.key), msg)
                 trace = None if isinstance(e, StageError) else traceback.format_exc(limit=4)[-2000:]
                 return [Result(rejects=[reject_of(recs[0], error_code(e), msg[:1000], trace=trace)])]
+        else:
+            if len(out) != len(recs):
+                raise HaltError(f"stage {self.stage.name} returned {len(out)} results for {len(recs)} inputs")
+            return out
         # Retried outside the except block: the exception's frames (and the failed batch's tensors) are freed.
         mid = len(recs) // 2
         return self.run(recs[:mid]) + self.run(recs[mid:])

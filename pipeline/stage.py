@@ -55,6 +55,11 @@ class StageParams(BaseModel):
     resources: Resources = Resources()
 
 
+class HaltError(RuntimeError):
+    """The run must stop: a bug in mvid or in a stage (a broken invariant, a contract), or a stage failing on too
+    many items (the failure breaker). One line; `mvid run` exits 3."""
+
+
 class StageError(Exception):
     """A per-item failure with a reason code: recorded, never raised to the user."""
 
@@ -107,18 +112,6 @@ class Ctx:
         return self.work / "media" / hashlib.sha1(video_id.encode()).hexdigest()[:2] / f"{video_id}.tar"
 
 
-def identity(path: str) -> dict:
-    """A cheap fingerprint of a model's files: each file's size and mtime (a hub id is itself)."""
-    p = Path(path)
-    if not p.exists():
-        return {"id": path}
-    files = [p] if p.is_file() else sorted(f for f in p.rglob("*") if f.is_file())
-    return {
-        "path": str(p.resolve()),
-        "files": [(str(f.relative_to(p)) if f != p else f.name, f.stat().st_size, f.stat().st_mtime_ns) for f in files],
-    }
-
-
 P = TypeVar("P", bound=StageParams)
 
 
@@ -126,8 +119,10 @@ class Stage(Generic[P]):
     # Set from the class header `class X(Stage[XParams])`: Params, name (XParams.name's default), uses_model.
     name: ClassVar[str]
     Params: ClassVar[type[StageParams]] = StageParams
-    # Raise it when a change to the stage's code changes what it makes: its cached parts are then recomputed.
+    # The cache key covers the stage's code by itself (pipeline/cache.py); raising version forces a recompute.
     version: ClassVar[int] = 1
+    # Distributions ("ffmpeg": its binary) whose versions shape what it makes, besides its models' (cache key).
+    libs: ClassVar[tuple[str, ...]] = ()
     # video_id: process_batch gets videos (their clips in "clips"); clip_id: clips joined with their video's fields.
     key: ClassVar[Literal["video_id", "clip_id"]] = "clip_id"
     requires: ClassVar[tuple[str, ...]] = ()
@@ -156,7 +151,10 @@ class Stage(Generic[P]):
         optional model that is not configured (None) has none."""
         from mvid.models import build
 
-        return {f: build(role, spec) for f, role in self.models.items() if (spec := getattr(self.p, f)) is not None}
+        out = {f: build(role, spec) for f, role in self.models.items() if (spec := getattr(self.p, f)) is not None}
+        for a in out.values():
+            a.gpus = self.p.resources.gpus  # "auto" runs on CUDA when the stage reserves a GPU
+        return out
 
     def preflight(self) -> None:
         """Cheap checks on the driver before any video is touched: every model's files resolve and look sane."""
@@ -183,13 +181,18 @@ class Stage(Generic[P]):
         raise NotImplementedError
 
     def fingerprint(self) -> str:
-        """What makes a cached part stale besides its input: params, code version, the models' files."""
+        """The cache key of what the stage makes, besides its input (pipeline/cache.py): params, version, code,
+        libraries, and each model's files, device and dtype."""
+        from mvid.pipeline import cache
         from mvid.pipeline.store import digest
 
+        ads = self.adapters()
         return digest(
             {
                 "params": self.p.model_dump(exclude={"batch_size", "resources"}),
                 "version": self.version,
-                "models": {f: identity(a.path) for f, a in self.adapters().items()},
+                "code": cache.code([type(self).__module__, *(type(a).__module__ for a in ads.values())]),
+                "libs": cache.libraries([*self.libs, *(n for a in ads.values() for n in a.libs)]),
+                "models": {f: a.identity() for f, a in ads.items()},
             }
         )

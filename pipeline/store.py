@@ -12,6 +12,9 @@ import hashlib
 import io
 import json
 import os
+import secrets
+import shutil
+import socket
 from pathlib import Path
 
 import pyarrow as pa
@@ -22,10 +25,24 @@ def digest(obj) -> str:
     return hashlib.sha1(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()
 
 
+def temp(path: Path) -> Path:
+    """A temporary name beside path, unique across processes and hosts on shared storage."""
+    return path.with_name(f".{path.name}.{socket.gethostname()}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
+
+
+def swap(new: Path, dest: Path) -> None:
+    """Put folder new in place of folder dest (on one file system): dest is briefly absent, never mixed."""
+    old = temp(dest)
+    if dest.exists():
+        os.rename(dest, old)
+    os.rename(new, dest)
+    shutil.rmtree(old, ignore_errors=True)
+
+
 def atomic_write(path: Path, data: bytes) -> None:
     """Write to a temporary name, fsync, then rename: readers never see a partial file."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp = temp(path)
     try:
         with open(tmp, "wb") as f:
             f.write(data)

@@ -52,7 +52,8 @@ CAPTIONS = pa.struct([(k, S) for k in CAPTION_TYPES])
 # name -> (Arrow type, stage that makes it, meaning). Stages declare `requires` and `produces` from these names,
 # and the runner checks both.
 VIDEO: dict[str, tuple[pa.DataType, str, str]] = {
-    "video_id": (S, "input", "stable id of the source video, safe as a WebDataset key"),
+    "video_id": (S, "input", "stable id of the source video, safe as a WebDataset key (at most 64 characters)"),
+    "given_id": (S, "input", "the video_id the input gave, when it was not a safe key and was mapped to one"),
     "path": (S, "input", "source video path (resolved); <list>:<row> for a list row without a usable path"),
     "row": (INT, "input", "the entry's number in the input: a list's row, or the folder walk's entry (sorted)"),
     "input_text": (S, "input", "a plain transcript supplied with the input, for the whole video"),
@@ -143,6 +144,16 @@ REJECT: dict[str, tuple[pa.DataType, str, str]] = {
 }
 
 
+# Columns whose None is a value that a later stage reads (the record's reasons say why): no audio, no speech, no
+# translation, no score. Any other required column that is None is a missing_input error (pipeline/runner.py).
+NULLABLE = frozenset({"audio_path", "transcript", "lid", "translation", "clip_score"})
+
+
+def makers(column: str) -> set[str]:
+    """The stages that make a column ("input" and "any" included), from the tables above."""
+    return {m for t in (VIDEO, CLIP) if column in t for m in t[column][1].split("/")}
+
+
 def _struct(cols: dict) -> pa.StructType:
     return pa.struct([(k, t) for k, (t, _, _) in cols.items() if t is not None])
 
@@ -210,9 +221,13 @@ def slug(text: str, limit: int = 40) -> str:
     return _UNSAFE.sub("_", text)[:limit].strip("_-") or "v"
 
 
+MAX_ID = 64  # a video_id's length: its shard members (<id>-<clip>.frame07.jpg) stay within a tar's 100 bytes
+
+
 def video_id(path: str, given: str | None = None) -> str:
-    """Stable id: a given id kept if already safe, else slug of the name + hash of the source."""
-    if given and slug(given, 200) == given:
+    """Stable id: a given id kept if it is already a safe key of at most MAX_ID characters, else a slug of the given
+    id or the file's name and a hash of it (at most 51 characters)."""
+    if given and len(given) <= MAX_ID and slug(given, MAX_ID) == given:
         return given
     base = given or path.rsplit("/", 1)[-1].rsplit(".", 1)[0]
     digest = hashlib.sha1((given or path).encode()).hexdigest()[:10]

@@ -124,6 +124,8 @@ class Run(BaseModel):
     all_wall_s: float = 0.0  # their wall times, summed: what the stages' seconds are shares of
     stages: dict[str, StageTime]  # in run order
     selection: str | None  # the rule, e.g. "top_n=36 of 40 scored"
+    select_passes: int = 0  # passes over the score column that the global cut took (stages/select.py cutoff)
+    driver_rss_mb: int = 0  # the driver's peak RSS over the run
 
 
 def sha256(path: Path) -> str:

@@ -54,6 +54,7 @@ def uniform(n: int, k: int) -> list[int]:
 @register
 class Extract(Stage[ExtractParams]):
     key = "video_id"
+    libs = ("ffmpeg", "pillow")
     requires = ("video_id", "path", "clips")
     produces = ("media", "clips")
 

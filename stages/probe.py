@@ -57,6 +57,7 @@ def summarize(info: dict) -> dict:
 @register
 class Probe(Stage[ProbeParams]):
     key = "video_id"
+    libs = ("ffmpeg",)
     requires = ("video_id", "path")
     produces = ("probe", "has_audio")
 

@@ -60,7 +60,6 @@ def sample_json(rec: dict) -> dict:
 
 @register
 class Shard(Stage[ShardParams]):
-    version = 2  # 2: the index's report columns (score, language, translator, caption words)
     requires = ("clip_id", "clip_path", "frame_paths")
     sink = True
 
@@ -105,12 +104,7 @@ class Shard(Stage[ShardParams]):
             first_key=samples[0]["clip_id"] if samples else None,
             last_key=samples[-1]["clip_id"] if samples else None,
         )
-        done = {
-            "key": key,
-            "entry": entry.model_dump(),
-            "stats": stats(videos, samples),
-            "errors": [j for j in map(json.loads, rejects) if j["kind"] == "error"][:20],
-        }
+        done = {"key": key, "entry": entry.model_dump(), "stats": stats(videos, samples)}
         rows = [S.index_row(r, name) for r in samples]
         atomic_write(index, parquet_bytes(pa.Table.from_pylist(rows, schema=S.INDEX_SCHEMA), done))
         log_time(self.ctx, self.name, [shard.name], time.perf_counter() - t, items=len(samples))

@@ -232,8 +232,8 @@ def bound(side: str, b: Bound | str | None) -> dict:
 
 @register
 class Split(Stage[SplitParams]):
-    version = 2  # 2: gradual transitions left out of clips, bounds
     key = "video_id"
+    libs = ("ffmpeg",)
     requires = ("video_id", "path", "probe")
     produces = ("clips",)  # see the module's docstring
     models = {"model": "shots"}

@@ -26,3 +26,25 @@ def test_gpu_check_dry_run(weights, tmp_path):
     bad = json.loads((tmp_path / "bad.json").read_text())["checks"]
     assert p.returncode == 1 and {k for k, v in bad.items() if "error" in v} == CHECKS - {"shots_transnetv2"}
     assert str(tmp_path / "none" / "tiny-llama") in bad["llm_vllm"]["error"]
+
+
+KEYS = {"units", "ray_peak_rss_mb", "worker_processes_peak", "oom_kills", "driver_peak_rss_mb", "kept"}
+
+
+def scale(*args) -> dict:
+    """bench/scale.py with --json: its last stdout line is the JSON object (Ray's lines go to the run's log)."""
+    p = subprocess.run([sys.executable, ROOT / "bench" / "scale.py", "--json", *args], capture_output=True, text=True)
+    assert p.returncode == 0, p.stdout + p.stderr
+    return json.loads(p.stdout.strip().splitlines()[-1])
+
+
+def test_scale_bench_runs_mvid_and_reports_every_key(weights):
+    r = scale("--clips", "2000")
+    assert set(r) >= KEYS and r["shard_samples"] == r["kept"] > 0 and r["oom_kills"] == 0
+    assert r["select_passes"] >= 2 and not r["failures"]  # the radix select ran more than one pass
+
+
+def test_ray_worker_processes_stay_bounded_over_200_units(weights):
+    """2 x CPUs + actors + 4, whatever the number of units: the recipe has one actor pool of one actor."""
+    r = scale("--clips", "2000", "--per-video", "10", "--per-unit", "1")
+    assert r["units"] == 200 and 0 < r["worker_processes_peak"] <= 2 * 2 + 1 + 4

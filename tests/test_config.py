@@ -71,6 +71,19 @@ def test_bad_files(tmp_path):
         config.load("nosuch")
 
 
+def test_a_stage_needing_a_column_no_earlier_stage_makes_fails_at_load(tmp_path):
+    (tmp_path / "a.yaml").write_text("stages: [{name: probe}, {name: split}, {name: vcaption}, {name: shard}]")
+    with pytest.raises(ConfigError, match=re.escape("stages[2] (vcaption) needs column 'frame_paths', which extract")):
+        config.load(str(tmp_path / "a.yaml"))
+    (tmp_path / "b.yaml").write_text(
+        "stages: [{name: probe}, {name: split}, {name: extract}, {name: vcaption}, {name: shard}]"
+    )
+    assert [s.name for s in config.load(str(tmp_path / "b.yaml")).stages][3] == "vcaption"
+    (tmp_path / "c.yaml").write_text("plugins: [no_such_module]\nstages: [{name: probe}, {name: shard}]")
+    with pytest.raises(ConfigError, match="plugin 'no_such_module' does not import"):
+        config.load(str(tmp_path / "c.yaml"))
+
+
 def test_cli_reports_bad_config_without_traceback(mvid):
     p = mvid("run", "--set", "stages.split.threshold=7", check=False)
     assert p.returncode == 2

@@ -25,7 +25,7 @@ def entries(spec, per_unit: int = 2, **opts) -> list[dict]:
     Ray tasks make (called here directly, one unit at a time)."""
     work = Path(spec).parent / f"work-{Path(spec).name}-{per_unit}"
     n, count = write_units(str(spec), work, per_unit, **opts)
-    cols = ({c: t[c].to_numpy() for c in t.column_names} for t in (_keys(i, work) for i in range(n)))
+    cols = ({c: t[c].to_numpy() for c in t.column_names} for t in (_keys(i, work, "fp") for i in range(n)))
     write_duplicates(work, per_unit, cols)
     vs = [v for i in range(n) for v in read_unit(work, i)["videos"]]
     assert len(vs) == count and [v["row"] for v in vs] == sorted(v["row"] for v in vs)
@@ -200,6 +200,34 @@ def test_given_safe_id_is_kept():
     assert video_id("/x/a.mp4") == video_id("/x/a.mp4") != video_id("/y/a.mp4")
 
 
+def test_a_long_or_odd_given_id_is_mapped_to_a_short_key_the_record_keeps(videos, tmp_path):
+    """A given id over 64 characters, or outside [A-Za-z0-9_-], becomes a short stable key; the member names of
+    its clips' samples then fit a USTAR tar, which write_tar uses."""
+    from mvid.pipeline.media import write_tar
+
+    ids = ["x" * 65, "a.b/../c", "ok_id", "y" * 64]
+    (tmp_path / "in.jsonl").write_text(
+        "".join(
+            json.dumps({"path": n, "video_id": i}) + "\n"
+            for n, i in zip(["a.mp4", "b c.mp4", "-lead.mp4", "x.y.z.mkv"], ids, strict=True)
+        )
+    )
+    vs = entries(tmp_path / "in.jsonl")
+    assert [v["video_id"] for v in vs][2:] == ["ok_id", "y" * 64] and [v["given_id"] for v in vs] == [
+        *ids[:2],
+        None,
+        None,
+    ]
+    for v in vs[:2]:
+        assert (
+            SAFE.match(v["video_id"])
+            and len(v["video_id"]) <= 64
+            and v["video_id"] == entries(tmp_path / "in.jsonl")[vs.index(v)]["video_id"]
+        )
+    names = [f"{clip_id(v['video_id'], 9999)}.frame07.jpg" for v in vs]
+    write_tar(tmp_path / "t.tar", ((n, b"x") for n in names))  # raises ValueError past USTAR's 100 bytes
+
+
 def test_only_an_unreadable_list_or_nothing_found_stops_the_run(tmp_path):
     with pytest.raises(InputError, match="no videos found"):
         entries(tmp_path / "nothing*")
@@ -212,3 +240,20 @@ def test_only_an_unreadable_list_or_nothing_found_stops_the_run(tmp_path):
 def _write(p: Path, text: str) -> Path:
     p.write_text(text)
     return p
+
+
+def test_the_listing_is_written_again_only_when_the_input_changes(videos):
+    lst, work = videos / "in.jsonl", videos.parent / f"{videos.name}-work"
+    lst.write_text(json.dumps({"path": "a.mp4"}) + "\n")
+    stamp = lambda: (work / "inputs.json").stat().st_mtime_ns
+    assert write_units(str(lst), work, 2) == (1, 1)
+    first = stamp()
+    lst.write_text(json.dumps({"path": "a.mp4"}) + "\n" + json.dumps({"path": "b c.mp4"}) + "\n")
+    assert write_units(str(lst), work, 2) == (1, 2) and stamp() != first  # a list: its size and mtime
+    again = stamp()
+    assert write_units(str(lst), work, 2) == (1, 2) and stamp() == again
+    n = write_units(str(videos), work, 2)  # a folder: its entries, walked
+    again = stamp()
+    assert write_units(str(videos), work, 2) == n and stamp() == again
+    (videos / "new.mp4").write_bytes(b"n")
+    assert write_units(str(videos), work, 2)[1] == n[1] + 1 and stamp() != again

@@ -469,7 +469,8 @@ def test_disk_full_while_writing_a_shard(local, invariants, tmp_path):
             pipe.run(RayExecutor())
     finally:
         ray.shutdown()
-    assert not (out / S.MANIFEST).exists()  # so no manifest lists the shard that could not be written
+    # No manifest or shard list names the shard that could not be written.
+    assert not [f for f in (S.MANIFEST, S.WIDS, S.WDS) if (out / f).exists()]
     assert [p.name for p in (out / S.SHARD_DIR).iterdir() if not p.name.endswith(".tar")] == []  # no temp file
     pipe.run(RayExecutor(num_cpus=2, object_store_mb=256))  # the rerun completes the output, as before the fault
     after = json.loads((out / S.MANIFEST).read_text())
@@ -479,16 +480,25 @@ def test_disk_full_while_writing_a_shard(local, invariants, tmp_path):
 
 MODEL_RECIPE = """
   - name: probe
+    resources: {{cpus: 0.25}}
+  - name: split
+    resources: {{cpus: 0.25, actors: 1}}
+  - name: extract
+    resources: {{cpus: 0.25}}
+  - name: {before}
+    resources: {{cpus: 0.25}}
   - name: {stage}
     model: {{backend: {backend}, model: {model}}}
     resources: {{cpus: 0.25}}
   - name: shard
 """
+BEFORE = {"clipscore": "fuse", "lid": "asr"}  # the stage that makes what it needs (captions, a transcript)
 
 
 def model_run(tmp_path, mvid, stage, backend, model):
-    """mvid run of probe, the stage with this model, and shard over one small video (not checked)."""
-    stages = MODEL_RECIPE.format(stage=stage, backend=backend, model=model)
+    """mvid run of probe, split, extract, the stage that feeds this one, the stage with this model, and shard over
+    one small video (not checked)."""
+    stages = MODEL_RECIPE.format(before=BEFORE[stage], stage=stage, backend=backend, model=model)
     (tmp_path / "r.yaml").write_text(recipe(tmp_path, stages, input=video(tmp_path / "v.mp4")))
     return mvid("run", "--config", tmp_path / "r.yaml", check=False)
 
