@@ -41,6 +41,12 @@ def load_wav(path: str | Path) -> np.ndarray:
     return x.reshape(-1, ch).mean(1) if ch > 1 else x
 
 
+def seconds(path: str | Path) -> float:
+    """A wav's length, from its header."""
+    with wave.open(str(path), "rb") as w:
+        return w.getnframes() / w.getframerate()
+
+
 def rms(x: np.ndarray) -> float:
     return float(np.sqrt(np.mean(np.square(x, dtype=np.float64)))) if len(x) else 0.0
 

@@ -76,13 +76,15 @@ def probe(path: str | Path, timeout: float) -> dict:
 
 
 def end_time(path: str | Path, start: float, stop: float, timeout: float) -> float:
-    """Where the packets read between the timestamps start and stop end: short of the declared duration when
-    the file is truncated. Reads about two seconds (one GOP more after a seek), not the whole file."""
+    """Where the video packets read between the timestamps start and stop end: short of the declared end when the
+    file is truncated. Reads about two seconds (one GOP more after a seek), not the whole file."""
     out = run(
         [
             "-v",
             "error",
             *SAFE,
+            "-select_streams",
+            "v:0",
             "-read_intervals",
             f"{start:.3f}%{stop:.3f}",
             "-show_entries",
@@ -98,6 +100,34 @@ def end_time(path: str | Path, start: float, stop: float, timeout: float) -> flo
     return max(ends, default=0.0)
 
 
+def first_frame(path: str | Path, timeout: float) -> float | None:
+    """The timestamp of the first video frame the decoder gives: a stream cut mid-GOP, or leading garbage, holds
+    packets before it that no decoder shows. None when no frame decodes."""
+    out = run(
+        # -copyts and the stream's own time base: the frame's exact timestamp in the file
+        [
+            "-copyts",
+            *SAFE,
+            "-i",
+            src(path),
+            "-map",
+            "0:v:0",
+            "-frames:v",
+            "1",
+            "-enc_time_base",
+            "-1",
+            "-f",
+            "framecrc",
+            "-",
+        ],
+        timeout,
+        code="decode_failed",
+    ).decode()
+    tb = re.search(r"^#tb 0: (\d+)/(\d+)$", out, re.M)
+    frame = next((line.split(",") for line in out.splitlines() if line and not line.startswith("#")), None)
+    return int(frame[1]) * int(tb.group(1)) / int(tb.group(2)) if tb and frame else None
+
+
 def rate(text: str | None) -> float:
     try:
         r = Fraction(text or "0/1")
@@ -107,9 +137,15 @@ def rate(text: str | None) -> float:
 
 
 def frames(
-    path: str | Path, size: tuple[int, int], timeout: float, duration: float | None = None, chunk: int = 50
+    path: str | Path,
+    size: tuple[int, int],
+    timeout: float,
+    duration: float | None = None,
+    chunk: int = 50,
+    start: float = 0.0,
 ) -> Iterator[np.ndarray]:
-    """Stream rgb24 frames of `size` in chunks of (n, h, w, 3), decoded in a thread so that the
+    """Stream rgb24 frames of `size` in chunks of (n, h, w, 3), from `start` seconds into the file (probe's
+    lead: before it, ffmpeg would repeat the first frame over an empty edit), decoded in a thread so that the
     consumer's compute overlaps decoding. Memory stays bounded by the queue."""
     w, h = size
     cmd = [
@@ -119,6 +155,7 @@ def frames(
         "-loglevel",
         "error",
         *SAFE,
+        *(["-ss", f"{start:.6f}"] if start else []),
         "-i",
         src(path),
         *(["-t", f"{duration:.3f}"] if duration else []),

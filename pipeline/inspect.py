@@ -27,7 +27,7 @@ def inspect(out: Path, show: int = 200) -> dict:
         "models": m.models,
         "failures": m.failures,
         "failed_items": list(errors),
-        "pattern": m.pattern,
+        "empty": len(m.empty),
     }
 
 

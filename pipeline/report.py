@@ -180,11 +180,13 @@ def pick(kept: list[dict], dropped: list[dict], n: int) -> list[dict]:
 
 def preview(mp4: bytes, args: list[str]) -> bytes | None:
     """An ffmpeg re-encode of a clip for the page (PREVIEW, AUDIO); None when ffmpeg cannot."""
-    with tempfile.NamedTemporaryFile(suffix=".mp4") as f:
+    with tempfile.NamedTemporaryFile(suffix=".mp4") as f, tempfile.NamedTemporaryFile() as o:
         f.write(mp4)
         f.flush()
-        r = subprocess.run(["ffmpeg", "-v", "error", "-i", f.name, *args, "-"], capture_output=True)
-    return r.stdout if r.returncode == 0 and r.stdout else None
+        # To a file, not a pipe: the muxer seeks back to write the real duration (to a pipe it writes -t's).
+        r = subprocess.run(["ffmpeg", "-v", "error", "-i", f.name, *args, "-y", o.name], capture_output=True)
+        data = Path(o.name).read_bytes()
+    return data if r.returncode == 0 and data else None
 
 
 def gallery_media(out: Path, run: S.Run | None, picks: list[dict]) -> None:

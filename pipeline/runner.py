@@ -19,6 +19,7 @@ from pathlib import Path
 import pyarrow as pa
 
 from mvid.pipeline.media import Media
+from mvid.pipeline.records import edit
 from mvid.pipeline.stage import Ctx, HaltError, Result, StageError, reject_of
 from mvid.pipeline.store import Parts, digest
 from mvid.schemas import record as R
@@ -207,9 +208,8 @@ class Runner:
     def stamp(self, res: Result) -> None:
         for j in res.rejects:
             j["stage"] = self.stage.name
-            if j["kind"] == "error" and unexpected(j["code"]):
-                self.note["errors"][j["code"]] += 1
-                self.note.setdefault("example", f"{j['path']}: {j['message']}"[:300])
+            if j["kind"] == "error":
+                self.count(j["code"], f"{j['path']}: {j['message']}")
         missing = [
             (c, h.get(self.stage.key) or h.get("clip_id"))
             for r in res.records
@@ -278,11 +278,7 @@ class Runner:
             raise
         except Exception as e:  # noqa: BLE001 - a failure becomes a record (the breaker stops a run of them)
             if len(recs) == 1:
-                msg = e.message if isinstance(e, StageError) else f"{type(e).__name__}: {e}"
-                if not isinstance(e, StageError):
-                    log.warning("%s failed on %s: %s", self.stage.name, recs[0].get(self.stage.key), msg)
-                trace = None if isinstance(e, StageError) else traceback.format_exc(limit=4)[-2000:]
-                return [Result(rejects=[reject_of(recs[0], error_code(e), msg[:1000], trace=trace)])]
+                return [self.failed(recs[0], e)]
         else:
             if len(out) != len(recs):
                 raise HaltError(f"stage {self.stage.name} returned {len(out)} results for {len(recs)} inputs")
@@ -290,6 +286,27 @@ class Runner:
         # Retried outside the except block: the exception's frames (and the failed batch's tensors) are freed.
         mid = len(recs) // 2
         return self.run(recs[:mid]) + self.run(recs[mid:])
+
+    def count(self, code: str, where: str) -> None:
+        """An unexpected failure, for the breaker: by code, with the first example."""
+        if unexpected(code):
+            self.note["errors"][code] += 1
+            self.note.setdefault("example", where[:300])
+
+    def failed(self, rec: dict, e: Exception) -> Result:
+        """An item that failed alone: rejected with its reason, or, in a stage of one modality, kept without that
+        caption (reasons.<A|V|S> = <stage>_failed); either way it counts for the breaker."""
+        st, code = self.stage, error_code(e)
+        msg = e.message if isinstance(e, StageError) else f"{type(e).__name__}: {e}"
+        if not isinstance(e, StageError):
+            log.warning("%s failed on %s: %s", st.name, rec.get(st.key), msg)
+        if not st.modality:
+            trace = None if isinstance(e, StageError) else traceback.format_exc(limit=4)[-2000:]
+            return Result(rejects=[reject_of(rec, code, msg[:1000], trace=trace)])
+        self.count(code, f"{rec.get('path')}: {msg}")
+        out = edit(rec)
+        out["reasons"][st.modality] = f"{st.name}_failed"
+        return Result.ok(out)
 
 
 def named(stage: str, args: tuple):

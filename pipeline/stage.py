@@ -129,6 +129,9 @@ class Stage(Generic[P]):
     produces: ClassVar[tuple[str, ...]] = ()
     # Clip fields naming media members that the stage reads: the runner unpacks them and passes file paths.
     media: ClassVar[tuple[str, ...]] = ()
+    # The caption (A, V or S) that an item's failure in this stage costs: the clip goes on without it, with the
+    # reason <stage>_failed. None: a failure rejects the item.
+    modality: ClassVar[str | None] = None
     # Model stages (those with models) run in a Ray actor pool (setup once per actor); others run as tasks.
     uses_model: ClassVar[bool] = False
     # A barrier stage needs every score first (global top-N); the sink writes one shard per unit, then finish().

@@ -1,7 +1,9 @@
 """Shard layout and manifest format: what lands in the output folder and how it is described.
 
 One shard per unit (a fixed chunk of consecutive input videos): shards/mvid-<unit>.tar, with its index rows in
-index/mvid-<unit>.parquet and its failure records in failures/mvid-<unit>.jsonl. The manifest is written last."""
+index/mvid-<unit>.parquet and its failure records in failures/mvid-<unit>.jsonl; a unit whose clips were all
+dropped writes no tar (a reader given only empty shards fails), only its index and failures. The manifest is
+written last."""
 
 from __future__ import annotations
 
@@ -24,16 +26,11 @@ WIDS = "shards.json"  # wids descriptor, shard urls relative to the output folde
 WDS = "shards.yaml"  # webdataset.WebDataset spec
 FAILURES = "failures"  # every reject of the run (failures and policy drops), a JSON line each, a file per shard
 SHARD_DIR = "shards"
-FORMAT = "mvid-manifest-v2"
+FORMAT = "mvid-manifest-v3"  # v3: shards lists only tars with samples; an all-dropped unit writes none
 
 
 def shard_name(i: int) -> str:
     return f"mvid-{i:06d}.tar"
-
-
-def pattern(n: int) -> str:
-    """Brace pattern of n shards for webdataset.WebDataset, relative to the output folder."""
-    return f"{SHARD_DIR}/mvid-{{000000..{max(n - 1, 0):06d}}}.tar"
 
 
 def members(rec: dict) -> dict[str, str]:
@@ -85,7 +82,7 @@ class ShardEntry(BaseModel):
     name: str  # path relative to the output folder
     samples: int
     bytes: int
-    sha256: str
+    sha256: str | None  # None: a unit with no samples, which writes no tar
     first_key: str | None
     last_key: str | None
 
@@ -93,10 +90,10 @@ class ShardEntry(BaseModel):
 class Manifest(BaseModel):
     format: str = FORMAT
     mvid_version: str
-    pattern: str  # brace pattern for webdataset, relative to the output folder
     samples: int
     hours: float
-    shards: list[ShardEntry]
+    shards: list[ShardEntry]  # the tars, each with samples, in unit order (webdataset: urls(out))
+    empty: list[str] = []  # shards of units whose clips were all dropped: not written
     videos: int  # videos in the input
     videos_with_clips: int  # videos with at least one sample in the shards
     clips_per_video: dict[str, float]  # min, mean, max over videos_with_clips
@@ -141,6 +138,11 @@ def manifest(out: Path) -> Manifest:
     if not path.exists():
         raise FileNotFoundError(f"{path}: no manifest (not an mvid output folder, or the run has not finished)")
     return Manifest.model_validate_json(path.read_text())
+
+
+def urls(out: Path) -> list[str]:
+    """Every shard of an output folder as a path: what webdataset.WebDataset or a DataLoader reads."""
+    return [str(out / s.name) for s in manifest(out).shards]
 
 
 def failures(out: Path):

@@ -19,6 +19,7 @@ class AcaptionParams(StageParams):
 
 @register
 class Acaption(Stage[AcaptionParams]):
+    modality = "A"
     requires = ("clip_id", "has_audio", "audio_path")
     produces = ("raw_captions",)
     media = ("audio_path",)

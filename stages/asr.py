@@ -2,17 +2,20 @@
 
 Makes transcript (text, language, language_prob, segments, no_speech_prob, source) and models.transcript.
 With `vad`, Whisper runs only on clips where the speech detector finds at least min_speech_s of speech (Whisper
-writes text for music and noise too). A clip without audio, without speech, silent, or over Whisper's no-speech
-limit gets transcript None and reasons.S."""
+writes text for music and noise too). A clip without audio, with audio too short to hold min_speech_s, without
+speech, silent, or over Whisper's no-speech limit gets transcript None and reasons.S."""
 
 from __future__ import annotations
 
 from pydantic import Field
 
+from mvid.models.asr import seconds
 from mvid.models.base import ModelSpec
 from mvid.pipeline.records import edit
 from mvid.pipeline.stage import Result, Stage, StageParams
 from mvid.stages import register
+
+VAD_FRAME_S = 0.04  # the speech detector refuses shorter audio (its first frame)
 
 
 class AsrParams(StageParams):
@@ -56,6 +59,7 @@ def supplied(rec: dict) -> dict | None:
 
 @register
 class Asr(Stage[AsrParams]):
+    modality = "S"
     requires = ("clip_id", "has_audio", "audio_path", "start", "end")
     produces = ("transcript",)
     media = ("audio_path",)
@@ -72,6 +76,8 @@ class Asr(Stage[AsrParams]):
                 r["reasons"]["S"] = "no_speech"  # the supplied transcript has no segment in this clip
             elif not r["has_audio"]:
                 r["reasons"]["S"] = "no_audio"
+            elif seconds(r["audio_path"]) < max(self.p.min_speech_s, VAD_FRAME_S):
+                r["reasons"]["S"] = "too_short_audio"
             else:
                 todo.append(r)
             out.append(r)

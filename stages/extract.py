@@ -23,6 +23,7 @@ from mvid.stages import register
 
 log = logging.getLogger("mvid")
 BITEXACT = ["-fflags", "+bitexact", "-flags:v", "+bitexact", "-flags:a", "+bitexact"]
+INDEXED = {"mov,mp4,m4a,3gp,3g2,mj2", "matroska,webm"}  # ffprobe's format names of containers that seek exactly
 
 
 class ExtractParams(StageParams):
@@ -34,6 +35,7 @@ class ExtractParams(StageParams):
     preset: str = "veryfast"
     sample_rate: int = 16000
     timeout_s: float = Field(300, gt=0)
+    seek_back_s: float = Field(10.0, ge=0)  # in containers without an index, seek this far early, then decode
 
 
 def dhash(path: Path) -> int:
@@ -79,19 +81,21 @@ class Extract(Stage[ExtractParams]):
         res.records.append({**rec, "clips": clips, "media": str(media.relative_to(self.ctx.work))})
         return res
 
+    def cut(self, rec: dict) -> list[str]:
+        """ffmpeg's input options for the clip's seconds. An indexed container (MP4, Matroska) seeks exactly; in
+        others (MPEG-TS, MPEG-PS, AVI, FLV) a seek can land a keyframe late, so it lands seek_back_s early and
+        ffmpeg decodes up to the clip's start."""
+        start, dur, src = rec["start"], f"{rec['duration']:.6f}", ffmpeg.src(rec["path"])
+        back = 0.0 if (rec.get("probe") or {}).get("format") in INDEXED else min(self.p.seek_back_s, start)
+        if not back:
+            return ["-ss", f"{start:.6f}", "-t", dur, *ffmpeg.SAFE, "-i", src]
+        return ["-ss", f"{start - back:.6f}", *ffmpeg.SAFE, "-i", src, "-ss", f"{back:.6f}", "-t", dur]
+
     def clip(self, rec: dict, tmp: Path) -> tuple[dict, dict[str, Path]]:
         """One clip's mp4, wav and frames under tmp: the clip's new fields, and its members (name -> file)."""
         p = self.p
         cid, reasons = rec["clip_id"], dict(rec.get("reasons") or {})
-        cut = [
-            "-ss",
-            f"{rec['start']:.6f}",
-            "-t",
-            f"{rec['duration']:.6f}",
-            *ffmpeg.SAFE,
-            "-i",
-            ffmpeg.src(rec["path"]),
-        ]
+        cut = self.cut(rec)
         clip, wav = tmp / f"{cid}.mp4", tmp / f"{cid}.wav"
         scale = (
             []
@@ -128,6 +132,8 @@ class Extract(Stage[ExtractParams]):
                         "1",
                         "-ar",
                         str(p.sample_rate),
+                        "-af",
+                        "aresample=async=1:first_pts=0",  # audio that starts late is padded: the wav starts at start
                         "-c:a",
                         "pcm_s16le",
                         *BITEXACT,

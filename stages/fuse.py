@@ -2,7 +2,8 @@
 and AVS (from A, V and S) into one fluent English description each, using only what the inputs say.
 
 A caption whose inputs are missing is left out with its reason, never invented. A malformed LLM answer is
-retried once, then recorded as that caption's failure. Makes captions.{A,V,S,AV,AVS} and models.{AV,AVS}."""
+retried once, then recorded as that caption's failure. A clip left with no caption at all is dropped
+(no_caption). Makes captions.{A,V,S,AV,AVS} and models.{AV,AVS}."""
 
 from __future__ import annotations
 
@@ -70,5 +71,10 @@ class Fuse(Stage[FuseParams]):
                     caps[kind], models[kind] = answers[(i, kind)], llm.name
                 else:
                     reasons[kind] = "fusion_failed"
-            out.append(Result.ok({**r, "captions": caps, "reasons": reasons, "models": models}))
+            r = {**r, "captions": caps, "reasons": reasons, "models": models}
+            if caps:
+                out.append(Result.ok(r))
+            else:  # nothing to train on: the clip goes, with each caption's reason
+                why = ", ".join(f"{k}: {reasons.get(k)}" for k in ("A", "V", "S"))
+                out.append(Result.reject(r, "no_caption", f"no caption is left ({why})", "drop"))
         return out

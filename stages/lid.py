@@ -17,6 +17,7 @@ class LidParams(StageParams):
 
 @register
 class Lid(Stage[LidParams]):
+    modality = "S"
     requires = ("clip_id", "transcript")
     produces = ("lid",)
     models = {"model": "lid"}

@@ -33,13 +33,18 @@ def summarize(info: dict) -> dict:
     if v is None:
         raise StageError("no_video_stream", "no video stream (audio only or not a video)")
     fmt = info.get("format", {})
-    duration = float(fmt.get("duration") or v.get("duration") or 0)
+    t0 = float(fmt.get("start_time") or 0)
+    # The video stream's own span: a container's duration may count an empty edit or other streams around it.
+    start = float(v["start_time"]) if v.get("start_time") not in (None, "N/A") else t0
+    end = (
+        start + float(v["duration"]) if v.get("duration") not in (None, "N/A") else t0 + float(fmt.get("duration") or 0)
+    )
     rotation = 0
     for sd in v.get("side_data_list", []):
         rotation = int(sd.get("rotation", rotation) or 0)
     return {
         "format": fmt.get("format_name"),
-        "duration": duration,
+        "duration": end - start,
         "bytes": int(fmt.get("size") or 0),
         "width": int(v.get("width") or 0),
         "height": int(v.get("height") or 0),
@@ -47,7 +52,8 @@ def summarize(info: dict) -> dict:
         "fps": ffmpeg.rate(v.get("r_frame_rate")) or ffmpeg.rate(v.get("avg_frame_rate")),
         "avg_fps": ffmpeg.rate(v.get("avg_frame_rate")),
         "vcodec": v.get("codec_name"),
-        "start_time": float(fmt.get("start_time") or 0),
+        "start_time": t0,
+        "lead": start - t0,
         "pix_fmt": v.get("pix_fmt"),
         "acodec": (a.get("codec_name") or "unknown") if a else None,
         "sample_rate": int(a.get("sample_rate") or 0) if a else None,
@@ -77,6 +83,14 @@ class Probe(Stage[ProbeParams]):
             return Result.reject(rec, "too_large", f"{w}x{h} is over max_pixels={p.max_pixels}")
         if max(w, h) > p.max_aspect * min(w, h):
             return Result.reject(rec, "bad_aspect", f"{w}x{h} is more elongated than max_aspect={p.max_aspect:g}")
+        try:  # decoding starts at a keyframe: a stream cut mid-GOP, or leading garbage, shows its first frame later
+            first = ffmpeg.first_frame(rec["path"], p.timeout_s)
+        except StageError as e:
+            return Result.reject(rec, e.code, e.message)
+        t0 = info["start_time"]
+        if first is not None and first - t0 > info["lead"]:
+            info["duration"] -= first - t0 - info["lead"]
+            info["lead"] = first - t0
         if not info["fps"] or info["duration"] <= 0:
             return Result.reject(rec, "no_duration", "no frame rate or duration")
         if info["fps"] < p.min_fps:
@@ -88,9 +102,9 @@ class Probe(Stage[ProbeParams]):
                 )
             info["capped_at"] = p.max_duration_s
         # A file cut short still declares its full duration: read the packets around the end that will be used.
-        need, t0 = info.get("capped_at", info["duration"]), info["start_time"]
+        need, v0 = info.get("capped_at", info["duration"]), t0 + info["lead"]
         try:
-            end = ffmpeg.end_time(rec["path"], t0 + max(0.0, need - 1), t0 + need + 1, p.timeout_s) - t0
+            end = ffmpeg.end_time(rec["path"], v0 + max(0.0, need - 1), v0 + need + 1, p.timeout_s) - v0
         except StageError as e:
             return Result.reject(rec, e.code, e.message)
         if end < need - max(0.5, 0.05 * need):

@@ -77,9 +77,11 @@ class Shard(Stage[ShardParams]):
         records and the selection) and its shard is in place; None when they have to be written."""
         shard, index, _ = self.paths(i)
         old = footer(index)
-        if old and old.get("key") == key and shard.exists() and shard.stat().st_size == old["entry"]["bytes"]:
-            return old
-        return None
+        if not old or old.get("key") != key:
+            return None
+        if not old["entry"]["samples"]:  # an empty unit writes no tar
+            return None if shard.exists() else old
+        return old if shard.exists() and shard.stat().st_size == old["entry"]["bytes"] else None
 
     def write(self, i: int, videos: list[dict], key: str) -> dict:
         """Write unit i's shard, index and failure files under `key`; return its manifest entry and stats."""
@@ -89,8 +91,11 @@ class Shard(Stage[ShardParams]):
         t = time.perf_counter()
         samples = [{**v, **c} for v in videos for c in v["clips"]]
         try:
-            with Media(self.ctx.work) as md:
-                write_tar(shard, (m for r in samples for m in self.sample(r, md)))
+            if samples:
+                with Media(self.ctx.work) as md:
+                    write_tar(shard, (m for r in samples for m in self.sample(r, md)))
+            else:  # no tar a reader would find empty; its index and failures are still written
+                shard.unlink(missing_ok=True)
         except OSError as e:  # disk full, a failing mount: name the shard in the run's error
             raise OSError(e.errno, f"{e.strerror or e} while writing {S.SHARD_DIR}/{shard.name}") from None
         rejects = sorted(json.dumps(compact(j), sort_keys=True) for v in videos for j in v["rejects"])
@@ -99,8 +104,8 @@ class Shard(Stage[ShardParams]):
         entry = S.ShardEntry(
             name=name,
             samples=len(samples),
-            bytes=shard.stat().st_size,
-            sha256=S.sha256(shard),
+            bytes=shard.stat().st_size if samples else 0,
+            sha256=S.sha256(shard) if samples else None,
             first_key=samples[0]["clip_id"] if samples else None,
             last_key=samples[-1]["clip_id"] if samples else None,
         )
@@ -131,7 +136,8 @@ class Shard(Stage[ShardParams]):
     def finish(self, done: list[dict], videos: int, sources: dict[str, dict[str, str]]) -> S.Manifest:
         """Manifest and shard lists from the written shards (in unit order); stale files are removed last."""
         out = self.ctx.out
-        entries = [S.ShardEntry(**d["entry"]) for d in done]
+        every = [S.ShardEntry(**d["entry"]) for d in done]
+        entries = [e for e in every if e.samples]  # the tars; an empty unit writes none
         fields: Counter[str] = Counter()
         failures: Counter[str] = Counter()
         per: Counter[str] = Counter()
@@ -147,10 +153,10 @@ class Shard(Stage[ShardParams]):
         samples = sum(e.samples for e in entries)
         man = S.Manifest(
             mvid_version=pipeline.__version__,
-            pattern=S.pattern(len(entries)),
             samples=samples,
             hours=round(sum(d["stats"]["seconds"] for d in done) / 3600, 6),
             shards=entries,
+            empty=[e.name for e in every if not e.samples],
             videos=videos,
             videos_with_clips=per["videos"],
             clips_per_video={
@@ -175,10 +181,10 @@ class Shard(Stage[ShardParams]):
         }
         atomic_write(out / S.WDS, json.dumps(wds, indent=1).encode())  # JSON is valid YAML
         atomic_write(out / S.MANIFEST, man.model_dump_json(indent=1).encode())
-        keep = {Path(e.name).stem for e in entries}
-        for folder in (S.SHARD_DIR, S.INDEX, S.FAILURES):
+        for folder, keep in ((S.SHARD_DIR, entries), (S.INDEX, every), (S.FAILURES, every)):
+            stems = {Path(e.name).stem for e in keep}
             for p in (out / folder).glob("*"):
-                if p.name.split(".")[0] not in keep:
+                if p.name.split(".")[0] not in stems:
                     p.unlink()
         return man
 

@@ -243,7 +243,8 @@ class Split(Stage[SplitParams]):
 
     def one(self, rec: dict) -> Result:
         p, fps = self.p, rec["probe"]["fps"]
-        chunks = ffmpeg.frames(rec["path"], (48, 27), p.timeout_s, rec["probe"].get("capped_at"))
+        lead = rec["probe"].get("lead") or 0.0  # frame 0 is the first decodable one, this far into the file
+        chunks = ffmpeg.frames(rec["path"], (48, 27), p.timeout_s, rec["probe"].get("capped_at"), start=lead)
         hists: list[np.ndarray] = []
         cells: list[np.ndarray] = []
 
@@ -292,8 +293,8 @@ class Split(Stage[SplitParams]):
                         "has_audio": rec["has_audio"],
                         "start_frame": a,
                         "end_frame": b,
-                        "start": a / fps,
-                        "end": b / fps,
+                        "start": lead + a / fps,
+                        "end": lead + b / fps,
                         "duration": (b - a) / fps,
                         "fps": fps,
                         "shot_score": float(probs[a:b, 0].max()),

@@ -3,7 +3,7 @@
 LID confidence >= threshold: SeamlessM4T v2 (transformers; text-to-text from the transcript, or speech-to-text
 from the audio). Below it, or a language Seamless does not read: the LLM with the translation prompt.
 Makes translation {text, translator, src_lang, confidence}, captions.S (the English speech text, in full),
-models.translation. No transcript: no S caption (the reason came from asr)."""
+models.translation. No transcript or no language: no S caption (the reason came from asr or lid)."""
 
 from __future__ import annotations
 
@@ -35,6 +35,7 @@ def route(language: str | None, confidence: float, threshold: float = 0.95) -> s
 
 @register
 class Translate(Stage[TranslateParams]):
+    modality = "S"
     requires = ("clip_id", "transcript", "lid")
     produces = ("translation", "captions")
     media = ("audio_path",)  # read in Seamless's speech mode
@@ -44,7 +45,7 @@ class Translate(Stage[TranslateParams]):
         recs = [edit(r, translation=None) for r in recs]
         groups: dict[str, list[dict]] = {"none": [], "seamless": [], "llm": []}
         for r in recs:
-            if r["transcript"]:
+            if r["transcript"] and r["lid"]:  # no lid: language ID failed, and its reason stays
                 groups[route(r["lid"]["language"], r["lid"]["confidence"], self.p.threshold)].append(r)
         sm, llm = self.m["seamless"], self.m["llm"]
         speech = sm.mode == "speech"

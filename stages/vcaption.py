@@ -19,6 +19,7 @@ class VcaptionParams(StageParams):
 
 @register
 class Vcaption(Stage[VcaptionParams]):
+    modality = "V"
     requires = ("clip_id", "frame_paths")
     produces = ("raw_captions",)
     media = ("frame_paths",)

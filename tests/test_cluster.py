@@ -121,12 +121,12 @@ def test_custom_resource_placement_and_node_loss(cluster, inputs, tmp_path, mvid
     # Every clip split made is in the shards exactly once; every input is in the shards or in the failure records.
     clips = sorted(persisted[1](work, "split"))
     m = json.loads((out / S.MANIFEST).read_text())
-    keys = [s["__key__"] for s in wds.WebDataset(str(out / m["pattern"]), shardshuffle=False)]
+    keys = [s["__key__"] for s in wds.WebDataset(S.urls(out), shardshuffle=False)]
     assert len(clips) >= n_inputs
     assert sorted(keys) == clips
     fails = list(S.failures(out))
     assert {f["path"] for f in fails if f["kind"] == "error"} == {str(bad)}
-    shipped = {json.loads(s["json"])["video_id"] for s in wds.WebDataset(str(out / m["pattern"]), shardshuffle=False)}
+    shipped = {json.loads(s["json"])["video_id"] for s in wds.WebDataset(S.urls(out), shardshuffle=False)}
     assert len(shipped | {f["video_id"] for f in fails}) == n_inputs == m["videos"]
 
     # A stage rerun on the cluster: `mvid stage` joins it through RAY_ADDRESS and keeps split on the gpu_sim node;

@@ -68,7 +68,7 @@ def test_webdataset_reads_every_sample_with_all_fields(full, samples):
     out = full[0]
     m = manifest(out)
     keys, seen = [], []
-    for s in wds.WebDataset(str(out / m["pattern"]), shardshuffle=False).decode("rgb"):
+    for s in wds.WebDataset(S.urls(out), shardshuffle=False).decode("rgb"):
         meta = s["json"]
         keys.append(s["__key__"])
         seen.append((meta["path"], meta["clip_index"]))
@@ -88,8 +88,7 @@ def test_webdataset_reads_every_sample_with_all_fields(full, samples):
 
 
 def samples_meta(out):
-    m = manifest(out)
-    return [json.loads(s["json"]) for s in wds.WebDataset(str(out / m["pattern"]), shardshuffle=False)]
+    return [json.loads(s["json"]) for s in wds.WebDataset(S.urls(out), shardshuffle=False)]
 
 
 def test_speech_clips_have_s_captions_with_provenance(full, stage_records):
@@ -179,16 +178,13 @@ def test_wids_and_index(full):
     assert {".mp4", ".json", ".frame00.jpg"} <= set(first)
     index = pq.read_table(out / S.INDEX).to_pylist()
     assert len(index) == m["samples"] and index[0]["key"] == first["__key__"] and index[-1]["key"] == last["__key__"]
-    assert [r["key"] for r in index] == [
-        s["__key__"] for s in wds.WebDataset(str(out / m["pattern"]), shardshuffle=False)
-    ]
+    assert [r["key"] for r in index] == [s["__key__"] for s in wds.WebDataset(S.urls(out), shardshuffle=False)]
     assert {r["shard"] for r in index} <= {s["name"] for s in m["shards"]}
 
 
 def test_clips_are_frame_accurate(full):
     out = full[0]
-    m = manifest(out)
-    for s in list(wds.WebDataset(str(out / m["pattern"]), shardshuffle=False))[:6]:
+    for s in list(wds.WebDataset(S.urls(out), shardshuffle=False))[:6]:
         meta = json.loads(s["json"])
         assert frame_count(s["mp4"]) == meta["end_frame"] - meta["start_frame"], meta["clip_id"]
 
@@ -228,8 +224,8 @@ def test_resume_after_killed_driver_equals_uninterrupted(samples, tmp_path, mvid
     assert a["samples"] == b["samples"] > len(SUBSET)
     assert [s["sha256"] for s in a["shards"]] == [s["sha256"] for s in b["shards"]]
     for sa, sb in zip(
-        wds.WebDataset(str(tmp_path / "a/out" / a["pattern"]), shardshuffle=False),
-        wds.WebDataset(str(tmp_path / "b/out" / b["pattern"]), shardshuffle=False),
+        wds.WebDataset(S.urls(tmp_path / "a/out"), shardshuffle=False),
+        wds.WebDataset(S.urls(tmp_path / "b/out"), shardshuffle=False),
         strict=True,
     ):
         assert sa["__key__"] == sb["__key__"]

@@ -185,3 +185,8 @@ def test_two_runs_on_one_folder(tmp_path, cut_videos, mvid, invariants):
     assert first.returncode == 0, err[-3000:]
     invariants(tmp_path / "out", [p for p, _ in cut_videos], tmp_path / "work")
     assert mvid("shards", "verify", tmp_path / "out").stdout.strip() == "ok"
+
+
+def test_every_reason_code_is_documented():
+    doc = (ROOT / "docs" / "reliability.md").read_text()
+    assert [c for c in R.REASONS if f"`{c}`" not in doc] == []

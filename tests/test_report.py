@@ -12,7 +12,7 @@ from browser import chromium, visit
 from mvid.models.samples import frame_count
 from mvid.pipeline.config import load
 from mvid.pipeline.export import hf_features
-from mvid.pipeline.report import pick
+from mvid.pipeline.report import AUDIO, PREVIEW, pick, preview
 from mvid.schemas import record as R
 from mvid.schemas import shard as S
 
@@ -47,6 +47,20 @@ def test_gallery_pick_spreads_over_scores_and_videos():
     assert max(ks) >= 27 / 30 and min(ks) <= 4 / 30  # both ends of the score range
     assert {c["video_id"] for c in got if c in kept} == {"v0", "v1", "v2"}
     assert len(pick(kept[:2], [], 8)) == 2
+
+
+def test_previews_carry_their_real_duration(tmp_path):
+    """The WebM and Ogg previews of a 1.9 s clip say 1.9 s in their headers (to a pipe, ffmpeg wrote -t's 8 s)."""
+    import subprocess
+
+    clip = tmp_path / "c.mp4"
+    lavfi = ["-f", "lavfi", "-i", "testsrc2=s=64x36:r=25:d=1.9", "-f", "lavfi", "-i", "sine=d=1.9"]
+    subprocess.run(["ffmpeg", "-v", "error", *lavfi, "-c:v", "libx264", "-c:a", "aac", str(clip)], check=True)
+    for args in (PREVIEW, AUDIO):
+        out = tmp_path / "p"
+        out.write_bytes(preview(clip.read_bytes(), args))
+        probe = ["ffprobe", "-v", "error", "-show_entries", "format=duration", "-of", "csv=p=0", str(out)]
+        assert abs(float(subprocess.run(probe, capture_output=True, text=True).stdout) - 1.9) < 0.1
 
 
 def test_report_in_chromium(full, tmp_path):
@@ -155,7 +169,7 @@ def test_readme_dataloader_runs(full):
     out = full[0]
     text = (ROOT / "README.md").read_text()
     code = text[text.index("```python\nimport io, json, av") + 10 :]
-    code = code[: code.index("```")].replace("out/shards/mvid-{000000..000009}.tar", str(out / S.manifest(out).pattern))
+    code = code[: code.index("```")].replace('"out/shards.yaml"', repr(str(out / S.WDS)))
     env: dict = {}
     exec(compile(code, "README.md", "exec"), env)
     video, caps = next(iter(env["loader"]))
