@@ -4,19 +4,9 @@ schemas/record.py REASONS."""
 
 from __future__ import annotations
 
-DICTS = ("captions", "raw_captions", "reasons", "models")
+DICTS = ("captions", "raw_captions", "reasons", "models", "quality", "caption_lang")
 
 
 def edit(rec: dict, **fields) -> dict:
     """A copy of rec whose dict fields (DICTS) may be changed in place, with `fields` set."""
     return {**rec, **{k: dict(rec.get(k) or {}) for k in DICTS}, **fields}
-
-
-def with_caption(rec: dict, key: str, text: str | None, model: str, reason: str = "empty_caption") -> dict:
-    """The record with raw caption `key` and its model set, or the reason code for its absence."""
-    rec = edit(rec)
-    if text and text.strip():
-        rec["raw_captions"][key], rec["models"][key] = text.strip(), model
-    else:
-        rec["reasons"][key] = reason
-    return rec

@@ -359,6 +359,31 @@ def report(out: Path, dest: Path | None = None, n: int = 24) -> Path:
     with_type = {k: int(st.words[k].counts.sum()) for k in TYPES}
     plots.append(bars(with_type, f"clips with each caption (of {man.samples})", empty="no captions"))
 
+    # Caption quality (the checks' verdicts: pipeline/captions.py)
+    cq = man.caption_quality
+    codes = sorted({r for t in cq.values() for r in t["reasons"]})
+    quality = table(
+        ["caption", "checked", *codes, "words p5/p50/p95", "distinct words", "languages"],
+        [
+            [
+                k,
+                t["captions"],
+                *[t["reasons"].get(r, 0) for r in codes],
+                "/".join(str(t["words"][p]) for p in ("p5", "p50", "p95")),
+                t["distinct_ratio"],
+                ", ".join(f"{lang} {n}" for lang, n in list(t["languages"].items())[:4]),
+            ]
+            for k, t in cq.items()
+        ],
+    )
+    examples = "".join(
+        f"<h4>{E(k)}: {E(why)}</h4><ul>" + "".join(f"<li>{E(x)}</li>" for x in ex) + "</ul>"
+        for k, t in cq.items()
+        for why, ex in sorted(t["examples"].items())
+    )
+    for k, t in cq.items():
+        plots.append(bars({r: t["reasons"][r] for r in codes if r in t["reasons"]}, f"caption checks: {k}", "captions"))
+
     # Stages
     stages = ""
     if run:
@@ -405,6 +430,8 @@ def report(out: Path, dest: Path | None = None, n: int = 24) -> Path:
 <section id="totals"><h2>Totals</h2><div class="tiles">{totals}</div>
 <h3>Failures and drops by reason</h3>{reasons}</section>
 <section id="plots"><h2>Plots</h2><div class="plots">{"".join(plots)}</div></section>
+<section id="quality"><h2>Caption quality</h2>{quality if cq else "<p>no caption was checked</p>"}
+<h3>Examples per reason</h3>{examples or "<p>every caption passed</p>"}</section>
 <section id="stages"><h2>Stages</h2>{stages or "<p>no run file (run.json): the run predates it</p>"}</section>
 <section id="models"><h2>Models</h2>{models}</section>
 <section id="gallery"><h2>Gallery: {len(picks)} clips across videos and scores</h2>

@@ -101,6 +101,9 @@ class Manifest(BaseModel):
     models: dict[str, str]  # field -> model that made it
     model_sources: dict[str, dict[str, str]] = {}  # model -> {source: package==version or path, license}
     failures: dict[str, int]  # reason code -> count
+    # caption type -> counts per reason (ok: passed), word-count quantiles, distinct-word ratio, languages,
+    # examples per reason (pipeline/captions.py summary)
+    caption_quality: dict[str, dict] = {}
 
 
 class StageTime(BaseModel):

@@ -1,9 +1,10 @@
 """fuse: the five MVid captions. A, V and S are the per-modality captions; the LLM fuses AV (from A and V)
 and AVS (from A, V and S) into one fluent English description each, using only what the inputs say.
 
-A caption whose inputs are missing is left out with its reason, never invented. A malformed LLM answer is
-retried once, then recorded as that caption's failure. A clip left with no caption at all is dropped
-(no_caption). Makes captions.{A,V,S,AV,AVS} and models.{AV,AVS}."""
+A and V (vcaption, acaption) and S (translate) come in `captions`, each checked where it was made; one that
+failed is never used (pipeline/captions.py). A caption whose inputs are missing is left out with its reason,
+never invented. A malformed LLM answer is retried once, then recorded as that caption's failure; a fused caption
+is checked too. A clip left with no caption at all is dropped (no_caption). Makes captions.AV and AVS."""
 
 from __future__ import annotations
 
@@ -11,33 +12,31 @@ import contextlib
 
 from mvid.models import prompts
 from mvid.models.base import ModelSpec
-from mvid.pipeline.stage import Result, Stage, StageParams
+from mvid.pipeline.captions import CheckedParams, usable, with_caption
+from mvid.pipeline.records import edit
+from mvid.pipeline.stage import Result, Stage
 from mvid.stages import register
 
 FUSED = {"AV": ("A", "V"), "AVS": ("A", "V", "S")}
 
 
-class FuseParams(StageParams):
+class FuseParams(CheckedParams):
     name: str = "fuse"
     batch_size: int = 32  # all prompts of a batch go to the engine at once (vLLM batches them continuously)
     llm: ModelSpec = ModelSpec(backend="transformers", model="tiny-llama")
 
 
 def plan(rec: dict) -> tuple[dict, dict, list[str]]:
-    """Single-modality captions, reasons for the missing ones, and the fused captions that can be made."""
-    raw = {
-        **(rec.get("raw_captions") or {}),
-        **({"S": rec["captions"]["S"]} if (rec.get("captions") or {}).get("S") else {}),
-    }
+    """The single-modality captions fusion may use (present, not failed: pipeline/captions.py usable), reasons for
+    the missing ones, and the fused captions that can be made."""
     reasons = dict(rec.get("reasons") or {})
-    caps = {k: raw[k] for k in ("A", "V", "S") if raw.get(k)}
+    caps = {k: c for k in ("A", "V", "S") if (c := usable(rec, k))}
     for k in ("A", "V", "S"):
         if k not in caps:
             reasons.setdefault(k, "not_made")
     todo = []
     for kind, need in FUSED.items():
-        missing = [k for k in need if k not in caps]
-        if missing:
+        if [k for k in need if k not in caps]:
             reasons[kind] = "missing_modality"
         else:
             todo.append(kind)
@@ -48,10 +47,10 @@ def plan(rec: dict) -> tuple[dict, dict, list[str]]:
 class Fuse(Stage[FuseParams]):
     requires = ("clip_id",)
     produces = ("captions",)
-    models = {"llm": "llm"}
+    models = {"llm": "llm", "lang": "lid"}
 
     def process_batch(self, recs):
-        llm = self.m["llm"]
+        llm, lid = self.m["llm"], self.m.get("lang")
         plans = [plan(r) for r in recs]
         jobs = [(i, kind) for i, (caps, _, todo) in enumerate(plans) for kind in todo]
         answers: dict[tuple[int, str], str] = {}
@@ -64,17 +63,17 @@ class Fuse(Stage[FuseParams]):
                 with contextlib.suppress(ValueError):  # malformed: asked again
                     answers[(i, kind)] = prompts.parse_caption(a, tuple(plans[i][0][k] for k in FUSED[kind]))
         out = []
-        for i, (r, (caps, reasons, todo)) in enumerate(zip(recs, plans, strict=True)):
-            caps, models = dict(caps), dict(r.get("models") or {})
+        for i, (r, (_, reasons, todo)) in enumerate(zip(recs, plans, strict=True)):
+            r = edit(r)
+            r["reasons"] = reasons
             for kind in todo:
                 if (i, kind) in answers:
-                    caps[kind], models[kind] = answers[(i, kind)], llm.name
+                    r = with_caption(r, kind, answers[(i, kind)], llm.name, self.p, lid, prompts.FUSE_SYSTEM)
                 else:
-                    reasons[kind] = "fusion_failed"
-            r = {**r, "captions": caps, "reasons": reasons, "models": models}
-            if caps:
+                    r["reasons"][kind] = "fusion_failed"
+            if r["captions"]:
                 out.append(Result.ok(r))
             else:  # nothing to train on: the clip goes, with each caption's reason
-                why = ", ".join(f"{k}: {reasons.get(k)}" for k in ("A", "V", "S"))
-                out.append(Result.reject(r, "no_caption", f"no caption is left ({why})", "drop"))
+                why = ", ".join(f"{k}: {r['reasons'].get(k)}" for k in ("A", "V", "S"))
+                out.append(Result.reject(r, "no_caption", f"no caption is left ({why})", "drop", quality=r["quality"]))
         return out

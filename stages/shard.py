@@ -18,6 +18,7 @@ from pathlib import Path
 from pydantic import Field
 
 from mvid import pipeline
+from mvid.pipeline import captions
 from mvid.pipeline.media import Media, write_tar
 from mvid.pipeline.runner import log_time
 from mvid.pipeline.stage import Stage, StageParams
@@ -142,8 +143,10 @@ class Shard(Stage[ShardParams]):
         failures: Counter[str] = Counter()
         per: Counter[str] = Counter()
         models: dict[str, str] = {}
+        caps: dict = {}
         for d in done:
             st = d["stats"]
+            captions.merge(caps, st["captions"])
             fields.update(st["fields"])
             models.update(st["models"])
             failures.update(st["failures"])
@@ -168,6 +171,7 @@ class Shard(Stage[ShardParams]):
             models=dict(sorted(models.items())),
             model_sources={m: sources[m] for m in sorted(set(models.values())) if m in sources},
             failures=dict(sorted(failures.items())),
+            caption_quality={k: captions.summary(caps[k]) for k in sorted(caps)},
         )
         wids = {
             "__kind__": "wids-shard-index-v1",
@@ -197,6 +201,7 @@ def stats(videos: list[dict], samples: list[dict]) -> dict:
     counts = [len(v["clips"]) for v in videos if v["clips"]]
     rejects = [j for v in videos for j in v["rejects"]]
     return {
+        "captions": captions.tally(samples + [j for j in rejects if j.get("quality")]),
         "samples": len(samples),
         "seconds": sum(r.get("duration") or 0 for r in samples),
         "fields": dict(fields),

@@ -2,8 +2,9 @@
 
 LID confidence >= threshold: SeamlessM4T v2 (transformers; text-to-text from the transcript, or speech-to-text
 from the audio). Below it, or a language Seamless does not read: the LLM with the translation prompt.
-Makes translation {text, translator, src_lang, confidence}, captions.S (the English speech text, in full),
-models.translation. No transcript or no language: no S caption (the reason came from asr or lid)."""
+Makes translation {text, translator, src_lang, confidence}, captions.S (the English speech text, in full, unless
+it fails the caption checks, pipeline/captions.py), models.translation. No transcript or no language: no S
+caption (the reason came from asr or lid)."""
 
 from __future__ import annotations
 
@@ -12,12 +13,13 @@ from pydantic import Field
 from mvid.models import prompts
 from mvid.models.base import ModelSpec
 from mvid.models.translate import SEAMLESS
+from mvid.pipeline.captions import CheckedParams, with_caption
 from mvid.pipeline.records import edit
-from mvid.pipeline.stage import Result, Stage, StageParams
+from mvid.pipeline.stage import Result, Stage
 from mvid.stages import register
 
 
-class TranslateParams(StageParams):
+class TranslateParams(CheckedParams):
     name: str = "translate"
     batch_size: int = 16
     threshold: float = Field(0.95, ge=0, le=1)  # LID confidence from which Seamless translates
@@ -39,7 +41,7 @@ class Translate(Stage[TranslateParams]):
     requires = ("clip_id", "transcript", "lid")
     produces = ("translation", "captions")
     media = ("audio_path",)  # read in Seamless's speech mode
-    models = {"seamless": "translate", "llm": "llm"}
+    models = {"seamless": "translate", "llm": "llm", "lang": "lid"}
 
     def process_batch(self, recs):
         recs = [edit(r, translation=None) for r in recs]
@@ -62,6 +64,7 @@ class Translate(Stage[TranslateParams]):
         done = [(r, "none", r["transcript"]["text"], None) for r in groups["none"]]
         done += [(r, "seamless", t, sm.name) for r, t in zip(groups["seamless"], texts, strict=True)]
         done += [(r, "llm", t, llm.name) for r, t in zip(groups["llm"], self.by_llm(groups["llm"]), strict=True)]
+        made = {}
         for r, who, text, model in done:
             if text is None:
                 r["reasons"]["S"] = "translation_failed"
@@ -72,10 +75,12 @@ class Translate(Stage[TranslateParams]):
                 "src_lang": r["lid"]["language"],
                 "confidence": r["lid"]["confidence"],
             }
-            r["captions"]["S"] = text
             if model:
                 r["models"]["translation"] = model
-        return [Result.ok(r) for r in recs]
+            by = model or r["models"].get("transcript") or "input"
+            echo = prompts.TRANSLATE_SYSTEM if who == "llm" else ""
+            made[id(r)] = with_caption(r, "S", text, by, self.p, self.m.get("lang"), echo)
+        return [Result.ok(made.get(id(r), r)) for r in recs]
 
     def by_llm(self, recs: list[dict]) -> list[str | None]:
         """LLM translation; a malformed answer is retried once, then None."""

@@ -10,8 +10,11 @@ from mvid.pipeline.stage import Ctx
 from mvid.stages.fuse import Fuse, FuseParams, plan
 
 FULL = {
-    "raw_captions": {"A": "a dog barks and birds sing", "V": "a brown dog runs across a green park"},
-    "captions": {"S": "Come here boy, good dog."},
+    "captions": {
+        "A": "a dog barks and birds sing",
+        "V": "a brown dog runs across a green park",
+        "S": "Come here boy, good dog.",
+    }
 }
 LLM = "smollm2-135m-instruct"
 
@@ -31,12 +34,15 @@ def rec(i, **kw):
 
 def test_missing_modalities_are_left_out_with_reasons():
     caps, reasons, todo = plan(rec(0, **FULL))
-    assert caps == {**FULL["raw_captions"], **FULL["captions"]} and todo == ["AV", "AVS"]
-    caps, reasons, todo = plan(rec(1, raw_captions={"V": "a park"}, reasons={"A": "no_audio_stream", "S": "no_audio"}))
+    assert caps == FULL["captions"] and todo == ["AV", "AVS"]
+    caps, reasons, todo = plan(rec(1, captions={"V": "a park"}, reasons={"A": "no_audio_stream", "S": "no_audio"}))
     assert todo == [] and reasons["AV"] == reasons["AVS"] == "missing_modality"
     assert reasons["A"] == "no_audio_stream"  # the upstream reason is kept
-    caps, reasons, todo = plan(rec(2, raw_captions={"A": "music", "V": "a stage"}, reasons={"S": "no_speech"}))
+    caps, reasons, todo = plan(rec(2, captions={"A": "music", "V": "a stage"}, reasons={"S": "no_speech"}))
     assert todo == ["AV"] and reasons["AVS"] == "missing_modality" and reasons["S"] == "no_speech"
+    # A caption that failed the checks is never fused, whether they removed it or only marked it.
+    caps, reasons, todo = plan(rec(3, captions={"A": "music", "V": "none"}, quality={"V": "degenerate_empty"}))
+    assert caps == {"A": "music"} and todo == [] and reasons["AV"] == "missing_modality"
 
 
 def test_fuse_with_the_real_llm_keeps_only_real_fusions(fuse, monkeypatch):
@@ -98,6 +104,12 @@ def test_a_copied_input_is_not_a_fused_caption():
 
 def test_answer_is_the_text_before_the_closing_tag():
     assert prompts.parse_caption(" A dog barks\n in a  park.</caption>\nUSER: more") == "A dog barks in a park."
+
+
+def test_a_clip_with_no_caption_left_is_dropped(fuse):
+    (res,) = fuse.process_batch([rec(0, captions={}, reasons={"V": "vcaption_failed", "A": "no_audio"})])
+    assert not res.records and [(j["code"], j["kind"]) for j in res.rejects] == [("no_caption", "drop")]
+    assert "V: vcaption_failed" in res.rejects[0]["message"]
 
 
 def test_malformed_answer_is_retried_once_then_recorded(fuse, monkeypatch):
