@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 
 import pytest
-from recipe import recipe
+from recipe import MEDIA, recipe
 
 from mvid.pipeline.lock import NAME, Lock, LockError
 from mvid.pipeline.runner import Runner
@@ -122,21 +122,15 @@ class Broken(Stage[BrokenParams]):
     def process_batch(self, recs):
         {body}
 """
-STAGES = """
-  - name: probe
-    resources: {cpus: 0.25}
-  - name: split
-    min_clip_s: 0.5
-    resources: {cpus: 0.5, actors: 1}
-  - name: extract
-    frames: 2
-    frame_size: 32
-    resources: {cpus: 0.5}
+STAGES = (
+    MEDIA
+    + """
   - name: broken
     resources: {cpus: 0.25}
   - name: shard
     videos: 1
 """
+)
 
 
 @pytest.mark.e2e
@@ -165,9 +159,7 @@ def test_a_stage_failing_on_every_item_stops_the_run_then_resumes_after_the_fix(
 def test_two_runs_on_one_folder(tmp_path, cut_videos, mvid, invariants):
     """The second exits 2 at once, naming the first; the first's output holds every clip once."""
     (tmp_path / "in.jsonl").write_text("".join(json.dumps({"path": str(p)}) + "\n" for p, _ in cut_videos))
-    (tmp_path / "r.yaml").write_text(
-        recipe(tmp_path, STAGES.replace("  - name: broken\n    resources: {cpus: 0.25}\n", ""))
-    )
+    (tmp_path / "r.yaml").write_text(recipe(tmp_path, MEDIA + "  - name: shard\n"))
     cmd = [sys.executable, "-m", "mvid.pipeline.cli", "run", "--config", str(tmp_path / "r.yaml")]
     first = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:

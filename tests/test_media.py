@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from recipe import recipe
+from recipe import MEDIA, recipe
 
 from mvid.pipeline.runner import Runner
 from mvid.pipeline.stage import Ctx
@@ -25,16 +25,9 @@ RGB = {"red": (255, 0, 0), "lime": (0, 255, 0), "blue": (0, 0, 255), "yellow": (
 RGB |= {"magenta": (255, 0, 255), "cyan": (0, 255, 255), "white": (255, 255, 255), "gray": (128, 128, 128)}
 RGB |= {"orange": (255, 165, 0)}
 BURST = 3.0  # file seconds of the 1 kHz burst in empty_edit.mp4
-STAGES = """
-  - name: probe
-    resources: {cpus: 0.25}
-  - name: split
-    min_clip_s: 0.5
-    resources: {cpus: 0.5, actors: 1}
-  - name: extract
-    frames: 2
-    frame_size: 32
-    resources: {cpus: 0.5}
+STAGES = (
+    MEDIA
+    + """
   - name: asr
     resources: {cpus: 0.25, actors: 1}
   - name: lid
@@ -42,6 +35,7 @@ STAGES = """
   - name: shard
     videos: 1
 """
+)
 
 
 def ff(*args) -> None:
