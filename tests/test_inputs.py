@@ -184,7 +184,7 @@ def test_input_root_confines_a_list(videos, tmp_path):
 
 
 def test_duplicates_are_recomputed_each_listing(videos):
-    """work/duplicates.parquet follows the listing: a duplicate that goes away leaves no record behind, and the
+    """work/duplicates/ follows the listing: a duplicate that goes away leaves no record behind, and the
     unit's digest changes with its duplicates (its stages recompute)."""
     shutil.copy(videos / "a.mp4", videos / "z.mp4")
     z = lambda: next(v for v in entries(videos, per_unit=8) if v["path"].endswith("z.mp4"))
