@@ -92,7 +92,7 @@ class Sampler(threading.Thread):
                     mem = p.memory_full_info()
                 except psutil.Error:
                     continue
-                if "ffmpeg" in cmd:
+                if not cmd or "ffmpeg" in cmd:  # a process that just exited has no command line
                     continue
                 title = cmd.split("(")[0].split()[0]
                 if title.startswith("ray::") and not title.endswith("Agent"):  # Ray's agents are not workers
