@@ -218,7 +218,7 @@ class Pipeline:
         self.check()
         # Shards are replaced in place: the old manifest and shard lists go first, so that none lists a shard
         # whose bytes it does not describe, and the new ones come last.
-        for name in (S.MANIFEST, S.WIDS, S.WDS):
+        for name in (S.MANIFEST, S.WIDS):
             (self.ctx.out / name).unlink(missing_ok=True)
         ds = ex.units(
             n,

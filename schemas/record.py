@@ -154,6 +154,7 @@ REASONS: dict[str, str] = {
     "degenerate_language": "fastText is confident the caption is not English (caption checks)",
     "not_made": "no stage of the recipe made this caption (fuse)",
     "missing_modality": "a caption this fused caption needs is absent; its own reason says why (fuse)",
+    "marked_input": "a caption this fused caption needs failed its checks (kept, marked in quality): unused (fuse)",
     "fusion_failed": "the LLM's fused caption was malformed twice (fuse)",
 }
 REJECT: dict[str, tuple[pa.DataType, str, str]] = {

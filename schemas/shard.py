@@ -23,7 +23,6 @@ RUN = "run.json"  # Run below: the last run's timings and selection, for the rep
 REPORT = "report.html"  # mvid report's default page
 INDEX = "index"  # a Parquet folder, a file per shard: one row per sample, INDEX_SCHEMA (pyarrow reads it whole)
 WIDS = "shards.json"  # wids descriptor, shard urls relative to the output folder
-WDS = "shards.yaml"  # webdataset.WebDataset spec
 FAILURES = "failures"  # every reject of the run (failures and policy drops), a JSON line each, a file per shard
 SHARD_DIR = "shards"
 FORMAT = "mvid-manifest-v3"  # v3: shards lists only tars with samples; an all-dropped unit writes none

@@ -29,15 +29,15 @@ class FuseParams(CheckedParams):
 def plan(rec: dict) -> tuple[dict, dict, list[str]]:
     """The single-modality captions fusion may use (present, not failed: pipeline/captions.py usable), reasons for
     the missing ones, and the fused captions that can be made."""
-    reasons = dict(rec.get("reasons") or {})
+    reasons, made = dict(rec.get("reasons") or {}), rec.get("captions") or {}
     caps = {k: c for k in ("A", "V", "S") if (c := usable(rec, k))}
     for k in ("A", "V", "S"):
-        if k not in caps:
+        if k not in made:
             reasons.setdefault(k, "not_made")
     todo = []
     for kind, need in FUSED.items():
-        if [k for k in need if k not in caps]:
-            reasons[kind] = "missing_modality"
+        if missing := [k for k in need if k not in caps]:
+            reasons[kind] = "marked_input" if all(k in made for k in missing) else "missing_modality"
         else:
             todo.append(kind)
     return caps, reasons, todo

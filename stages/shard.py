@@ -180,10 +180,6 @@ class Shard(Stage[ShardParams]):
             "shardlist": [{"url": e.name, "nsamples": e.samples, "filesize": e.bytes} for e in entries],
         }
         atomic_write(out / S.WIDS, json.dumps(wids, indent=1).encode())
-        wds = {
-            "datasets": [{"name": "mvid", "buckets": [str(out.resolve()) + "/"], "shards": [e.name for e in entries]}]
-        }
-        atomic_write(out / S.WDS, json.dumps(wds, indent=1).encode())  # JSON is valid YAML
         atomic_write(out / S.MANIFEST, man.model_dump_json(indent=1).encode())
         for folder, keep in ((S.SHARD_DIR, entries), (S.INDEX, every), (S.FAILURES, every)):
             stems = {Path(e.name).stem for e in keep}

@@ -145,7 +145,7 @@ def test_real_speech_models(full, stage_records):
                 parts = [x["captions"].get(m) for m in ("A", "V", "S")]
                 assert x["models"][k] == "smollm2-135m-instruct" and x["captions"][k] not in parts
             else:
-                assert x["reasons"][k] in ("missing_modality", "fusion_failed")
+                assert x["reasons"][k] in ("missing_modality", "marked_input", "fusion_failed")
 
 
 def test_five_captions_or_reasons_and_selection(full, stage_records):

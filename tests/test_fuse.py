@@ -41,8 +41,10 @@ def test_missing_modalities_are_left_out_with_reasons():
     caps, reasons, todo = plan(rec(2, captions={"A": "music", "V": "a stage"}, reasons={"S": "no_speech"}))
     assert todo == ["AV"] and reasons["AVS"] == "missing_modality" and reasons["S"] == "no_speech"
     # A caption that failed the checks is never fused, whether they removed it or only marked it.
+    # A marked caption stays (so it has no reason of its own); the fused ones it would feed say why they're absent.
     caps, reasons, todo = plan(rec(3, captions={"A": "music", "V": "none"}, quality={"V": "degenerate_empty"}))
-    assert caps == {"A": "music"} and todo == [] and reasons["AV"] == "missing_modality"
+    assert caps == {"A": "music"} and todo == [] and reasons["AV"] == "marked_input" and "V" not in reasons
+    assert reasons["AVS"] == "missing_modality" and reasons["S"] == "not_made"  # S was never made at all
 
 
 def test_fuse_with_the_real_llm_keeps_only_real_fusions(fuse, monkeypatch):

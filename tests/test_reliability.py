@@ -26,7 +26,7 @@ from mvid.models.samples import frame_count
 from mvid.pipeline.config import load
 from mvid.pipeline.dag import Pipeline
 from mvid.pipeline.executor import RayExecutor, RunError
-from mvid.pipeline.runner import Runner
+from mvid.pipeline.runner import NOTES, Runner
 from mvid.pipeline.stage import Ctx
 from mvid.pipeline.store import Parts
 from mvid.schemas import record as R
@@ -369,11 +369,15 @@ def test_oom_batch_is_split_then_recorded_per_item(tmp_path, monkeypatch):
 
     monkeypatch.setattr(FastTextLID, "__call__", oom)
     ctx = Ctx(tmp_path / "work", tmp_path / "out")
-    (v,) = Runner("lid", LidParams(batch_size=8).model_dump(), ctx, "fp")(unit(texts))["videos"].to_pylist()[0]
+    t = Runner("lid", LidParams(batch_size=8).model_dump(), ctx, "fp")(unit(texts))
+    (v,) = t["videos"].to_pylist()[0]
     assert calls[0] == 8 and calls.count(1) == 8  # halved down to single clips, each tried once alone
-    assert [c["clip_id"] for c in v["clips"]] == [f"v-{i:04d}" for i in range(8) if i != 5]
-    assert [(j["id"], j["code"]) for j in v["rejects"]] == [("v-0005", "oom")]
-    assert all(c["lid"]["language"] for c in v["clips"])
+    # lid is a speech stage: the clip stays, without its S caption, and the oom counts for the breaker
+    assert [c["clip_id"] for c in v["clips"]] == [f"v-{i:04d}" for i in range(8)] and not v["rejects"]
+    bad = v["clips"][5]
+    assert bad["lid"] is None and dict(bad["reasons"])["S"] == "lid_failed"
+    assert all(c["lid"]["language"] for c in v["clips"] if c is not bad)
+    assert json.loads(t[NOTES][0].as_py())["lid"]["errors"] == {"oom": 1}
     saved = R.rows(Parts(ctx.work, "lid").read("000000"))[0]["videos"][0]  # the part holds what came out
     assert saved == R.rows(R.table([{"unit": "000000", "_k": "", "videos": [v]}]))[0]["videos"][0]
 
@@ -470,7 +474,7 @@ def test_disk_full_while_writing_a_shard(local, invariants, tmp_path):
     finally:
         ray.shutdown()
     # No manifest or shard list names the shard that could not be written.
-    assert not [f for f in (S.MANIFEST, S.WIDS, S.WDS) if (out / f).exists()]
+    assert not [f for f in (S.MANIFEST, S.WIDS) if (out / f).exists()]
     assert [p.name for p in (out / S.SHARD_DIR).iterdir() if not p.name.endswith(".tar")] == []  # no temp file
     pipe.run(RayExecutor(num_cpus=2, object_store_mb=256))  # the rerun completes the output, as before the fault
     after = json.loads((out / S.MANIFEST).read_text())

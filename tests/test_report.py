@@ -71,7 +71,7 @@ def test_report_in_chromium(full, tmp_path):
     shot = tmp_path / "report.png"
     info = visit(page, shot)
     assert info["errors"] == [] and info["broken"] == []
-    assert info["sections"] == ["totals", "plots", "stages", "models", "gallery"]
+    assert info["sections"] == ["totals", "plots", "quality", "stages", "models", "gallery"]
     m = S.manifest(out)
     drops = [j for j in S.failures(out) if j["code"] == "not_selected"]
     assert info["cards"] == min(24, m.samples + len(drops))
@@ -169,7 +169,7 @@ def test_readme_dataloader_runs(full):
     out = full[0]
     text = (ROOT / "README.md").read_text()
     code = text[text.index("```python\nimport io, json, av") + 10 :]
-    code = code[: code.index("```")].replace('"out/shards.yaml"', repr(str(out / S.WDS)))
+    code = code[: code.index("```")].replace('"out/', f'"{out}/')
     env: dict = {}
     exec(compile(code, "README.md", "exec"), env)
     video, caps = next(iter(env["loader"]))
