@@ -3,8 +3,8 @@ pipeline/executor.py units makes it) and a selection pool of 800-row blocks (as 
 
     python bench/blocks.py --units N
 
-Prints one JSON object: the driver's RSS (MB) at start, after the range, and after the pool. Ray keeps a task's return value under
-100 KB in its owner's memory, so such blocks live in the driver."""
+Prints one JSON object: the driver's RSS (MB) at start, after the range, and after the pool. Ray keeps a task's
+return value under 100 KB in its owner's memory, so such blocks live in the driver."""
 
 from __future__ import annotations
 
