@@ -1,4 +1,5 @@
-"""Scale: `mvid run` over N clips on a local Ray, then the same command again on the finished folder (resume).
+"""Scale: `mvid run` over N clips on a local Ray, then the same command again on the finished folder (resume: its
+seal holds, nothing to do), then once more after one video is touched (its unit runs again, then select and shards).
 
     python bench/scale.py --clips N [--per-video 100] [--per-unit 8] [--json]
 
@@ -52,6 +53,7 @@ stages:
   - name: shard
     videos: {per_unit}
 """
+UP_TO_DATE = "the output is up to date"  # what `mvid run` prints when the folder's seal holds
 OOM = re.compile(r"Ray killed (\d+) worker|(\d+) worker\(s\) were killed due to the node running low on memory")
 
 
@@ -160,6 +162,10 @@ def main() -> None:
         first = mvid_run(root, env)
         run = json.loads((root / "out/run.json").read_text())
         again = mvid_run(root, env)
+        sealed = (root / "stdout").read_text().count(UP_TO_DATE)
+        os.utime(root / "videos" / f"v{n_videos // 2:07d}.mp4")  # one video touched: its unit runs again
+        touched = mvid_run(root, env)
+        runs = (first, again, touched)
         t = time.time()
         rep = subprocess.run(
             [
@@ -187,12 +193,14 @@ def main() -> None:
             "shards": len(man["shards"]),
             "wall_s": round(first["wall_s"], 2),
             "resume_s": round(again["wall_s"], 2),
+            "resume_sealed": sealed == 1,  # the folder was up to date: no Ray started
+            "resume_touched_s": round(touched["wall_s"], 2),
             "s_per_1k_clips": round(1000 * first["wall_s"] / a.clips, 3),
             "driver_peak_rss_mb": run["driver_rss_mb"],
-            "ray_peak_rss_mb": max(first["rss"], again["rss"]),
-            "ray_peak_pss_mb": max(first["pss"], again["pss"]),
-            "worker_processes_peak": max(first["workers"].total(), again["workers"].total()),
-            "workers_at_peak": dict(max(first["workers"], again["workers"], key=Counter.total)),
+            "ray_peak_rss_mb": max(r["rss"] for r in runs),
+            "ray_peak_pss_mb": max(r["pss"] for r in runs),
+            "worker_processes_peak": max(r["workers"].total() for r in runs),
+            "workers_at_peak": dict(max((r["workers"] for r in runs), key=Counter.total)),
             "oom_kills": oom_kills(Path(rt)),
             "select_passes": run["select_passes"],
             "report_s": round(report_s, 1),

@@ -64,7 +64,11 @@ def _pipeline(a):
 def cmd_run(a) -> int:
     cfg, pipe = _pipeline(a)
     with pipe.locked():  # before Ray starts: a second run on these folders stops at once
-        s = pipe.run(_executor(cfg))
+        s = pipe.current()
+        if s:
+            print("nothing changed since the last run: the output is up to date")
+        else:
+            s = pipe.run(_executor(cfg))
     print(s.text())
     print(f"shards in {pipe.ctx.out}  (inspect: mvid shards inspect {pipe.ctx.out})")
     if a.report:

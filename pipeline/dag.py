@@ -4,8 +4,10 @@ one shard per unit. The driver holds config, counts and per-shard rows, never pe
 from __future__ import annotations
 
 import contextlib
+import itertools
 import json
 import logging
+import os
 import resource
 import sys
 import time
@@ -22,7 +24,7 @@ from mvid.models.base import ModelMissingError
 from mvid.pipeline import cache
 from mvid.pipeline.config import BreakerConfig, Config, ConfigError
 from mvid.pipeline.executor import RunError, cause
-from mvid.pipeline.inputs import read_unit, unit_keys, write_duplicates, write_units
+from mvid.pipeline.inputs import LISTING, inputs_digest, read_unit, stats, unit_keys, write_duplicates, write_units
 from mvid.pipeline.lock import Lock
 from mvid.pipeline.runner import NOTES, timings
 from mvid.pipeline.stage import Ctx, HaltError, Stage, reject_of
@@ -35,6 +37,7 @@ from mvid.stages.shard import Shard
 
 log = logging.getLogger("mvid")
 BREAKER = "breaker.json"  # in the work folder: the stage the failure breaker stopped a run in
+SEAL = "sealed.json"  # in the work folder: what the last complete `mvid run` made the output from
 HIST_ROWS = 1 << 20  # pool rows a selection task bins at once
 
 
@@ -102,6 +105,7 @@ class Pipeline:
         self.select = cast(Select | None, next((s for s in self.stages if s.barrier), None))
         self.stream = [s for s in self.stages if not (s.barrier or s.sink)]
         self.locks: list[Lock] = []
+        self.inputs = ""  # the inputs' digest, once current() took it
 
     def preflight(self) -> None:
         """Checks before any video is touched: inputs exist, every model's files resolve."""
@@ -133,25 +137,68 @@ class Pipeline:
         """Each model of the run: where its weights came from and their licence (the manifest records them)."""
         return {a.name: a.provenance() for s in self.stages for a in s.adapters().values()}
 
-    def units(self, ex) -> tuple[int, int]:
-        """The listing as units (kept while the input is unchanged), then its duplicates (path, given id, content)
-        from keys made in Ray tasks."""
-        c, per, work = self.cfg, self.sink.p.videos, self.ctx.work
+    def listing(self) -> tuple[int, int]:
+        """The input as units, kept while the input is unchanged (pipeline/inputs.py write_units)."""
+        c = self.cfg
         assert c.input, "preflight checks the input first"
-        n, entries = write_units(c.input, work, per, c.follow_symlinks, c.input_root)
+        return write_units(c.input, self.ctx.work, self.sink.p.videos, c.follow_symlinks, c.input_root)
+
+    def units(self, ex) -> tuple[int, int]:
+        """The listing, then its duplicates (path, given id, content) from keys made in Ray tasks."""
+        (n, entries), per, work = self.listing(), self.sink.p.videos, self.ctx.work
         fp = digest(cache.code(["mvid.pipeline.inputs"]))
         dups = write_duplicates(work, per, ex.columns(ex.units(n, _keys, work=work, fp=fp)))
-        log.info("%d input entries in %d units from %s, %d duplicates", entries, n, c.input, dups)
+        log.info("%d input entries in %d units from %s, %d duplicates", entries, n, self.cfg.input, dups)
         return n, entries
+
+    def head(self) -> str:
+        """What the output is made from besides the videos: the listing's signature, every stage's key, and where
+        it goes."""
+        listing = (self.ctx.work / LISTING).read_text()
+        return digest([listing, [s.fingerprint() for s in self.stages], str(self.ctx.out)])
+
+    def output(self) -> str:
+        """The stats of every file the sink wrote, combined: a file touched, removed or added changes it."""
+        o, x = self.ctx.out, 0
+        found = (Path(r, f) for d in (S.INDEX, S.FAILURES, S.SHARD_DIR) for r, _, fs in os.walk(o / d) for f in fs)
+        for p in itertools.chain([o / S.MANIFEST, o / S.WIDS, o / S.RUN], found):
+            x ^= int(digest([str(p), stats(str(p))]), 16)  # in any order, one file at a time
+        return f"{x:040x}"
+
+    def current(self) -> Summary | None:
+        """The last run's summary when a complete `mvid run` sealed the work folder with the same listing, videos
+        (size, mtime, inode, ctime), stage keys and output files: the output is what a run would make again, and
+        no Ray starts. Else None."""
+        t, f = time.time(), self.ctx.work / SEAL
+        with self.locked():
+            if not f.exists():
+                return None
+            seal = json.loads(f.read_text())
+            n, _ = self.listing()
+            if seal["head"] != self.head() or seal["out"] != self.output():
+                return None
+            self.inputs = inputs_digest(self.ctx.work, n)
+            if seal["inputs"] != self.inputs:
+                return None
+        c = seal["summary"]
+        c.update(failures=Counter(c["failures"]), drops=Counter(c["drops"]))
+        return Summary(**c, seconds=time.time() - t, out=self.ctx.out)
 
     def run(self, ex) -> Summary:
         t = time.time()
         self.preflight()
         with self.locked():
+            (self.ctx.work / SEAL).unlink(missing_ok=True)
             ex.check([s.p for s in self.stream])
+            n, _ = self.listing()
+            inputs = self.inputs or inputs_digest(self.ctx.work, n)  # before any video is read
             n, videos = self.units(ex)
             self.advance(ex, n, self.stream)
-            return self.write(ex, n, videos, t)
+            s = self.write(ex, n, videos, t)
+            c = {"videos": s.videos, "clips": s.clips, "shards": s.shards, "failures": s.failures, "drops": s.drops}
+            seal = {"head": self.head(), "inputs": inputs, "out": self.output(), "summary": c}
+            atomic_write(self.ctx.work / SEAL, json.dumps(seal).encode())
+            return s
 
     def rerun(self, ex, name: str, select: str = "missing", ids: list[str] | None = None) -> int:
         """Rerun one stage: all, missing or failed items, or the units holding the given ids. Returns the units
@@ -162,6 +209,7 @@ class Pipeline:
         self.preflight()
         i = names.index(name)
         with self.locked():
+            (self.ctx.work / SEAL).unlink(missing_ok=True)  # the next `mvid run` writes what this changes
             ex.check([s.p for s in self.stream[: i + 1]])
             n, videos = self.units(ex)
             if i >= len(self.stream):

@@ -24,6 +24,7 @@ import os
 import shutil
 import stat
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Annotated
 
@@ -342,11 +343,27 @@ def keys(u: dict) -> tuple[pa.Table, list]:
     return t, ident
 
 
+def unit_digest(u: dict) -> str:
+    """A listed unit and its videos' stats: what its keys, and so every stage's parts, are made from."""
+    return digest([u["_k"], [stats(v["path"]) for v in u["videos"]]])
+
+
+def inputs_digest(work: Path, n: int, threads: int = 16) -> str:
+    """Every unit's unit_digest, in unit order, as one digest: the driver reads the listing and stats the videos in
+    threads, holding a chunk of units at a time."""
+    h = hashlib.sha1()
+    with ThreadPoolExecutor(threads) as pool:
+        for a in range(0, n, 1024):
+            for d in pool.map(lambda i: unit_digest(listed(work, i)), range(a, min(n, a + 1024))):
+                h.update(d.encode())
+    return h.hexdigest()
+
+
 def unit_keys(work: Path, i: int, fp: str) -> pa.Table:
     """Unit i's keys, kept as a part (work/stages/keys/) while the listing and its files' stats are unchanged,
     so that a rerun reads no video again; the part's `out` is the digest of the videos' identities."""
     u = listed(work, i)
-    k, parts = digest([u["_k"], [stats(v["path"]) for v in u["videos"]]]), Parts(work, KEYS)
+    k, parts = unit_digest(u), Parts(work, KEYS)
     if parts.valid(u["unit"], k, fp):
         return parts.read(u["unit"])
     t, ident = keys(u)

@@ -42,6 +42,7 @@ def test_scale_bench_runs_mvid_and_reports_every_key(weights):
     r = scale("--clips", "2000")
     assert set(r) >= KEYS and r["shard_samples"] == r["kept"] > 0 and r["oom_kills"] == 0
     assert r["select_passes"] >= 2 and not r["failures"]  # the radix select ran more than one pass
+    assert r["resume_sealed"]  # the finished folder's rerun started no Ray
 
 
 def test_ray_worker_processes_stay_bounded_over_200_units(weights):

@@ -154,3 +154,30 @@ def test_source_video_replaced_at_its_path_recomputes_its_unit_only(run, cut_vid
     root, go = run
     shutil.copy(cut_videos[2][0], root / "in" / cut_videos[1][0].name)
     assert go("stages.extract.frames=3", batches=True) == {s: 1 for s in STAGES}
+
+
+def test_a_sealed_folder_is_current_until_what_made_its_output_changes(run):
+    """`mvid run` starts no Ray on a folder whose last complete run sealed it (Pipeline.current); a changed stage
+    key, a touched video, a removed output file or a rerun stage each break the seal."""
+    root, go = run
+    pipe = lambda *sets: Pipeline(load(str(root / "recipe.yaml"), ["stages.extract.frames=3", *sets]))
+    go("stages.extract.frames=3")
+    man = json.loads((root / "out/manifest.json").read_text())
+    s = pipe().current()
+    assert s and (s.videos, s.clips, s.shards) == (man["videos"], man["samples"], len(man["shards"]))
+    assert pipe("stages.extract.frames=4").current() is None
+    video = root / "in" / json.loads((root / "in.jsonl").read_text().splitlines()[0])["path"].rsplit("/", 1)[1]
+    os.utime(video)  # its mtime and ctime: even set back, the ctime stays new
+    assert pipe().current() is None
+    assert "shard" in go("stages.extract.frames=3") and pipe().current()
+    shard = root / "out" / man["shards"][0]["name"]
+    data = shard.read_bytes()
+    shard.unlink()
+    assert pipe().current() is None
+    assert go("stages.extract.frames=3") == {"shard"} and pipe().current()  # the shard written again, sealed
+    assert shard.read_bytes() == data
+    shard.write_bytes(data)  # the same bytes in a new file: not the file the seal saw
+    assert pipe().current() is None
+    assert go("stages.extract.frames=3") == set() and pipe().current()  # the sink keeps it: sealed again
+    pipe().rerun(RayExecutor(num_cpus=2, object_store_mb=256), "lid", "all")
+    assert pipe().current() is None
