@@ -38,6 +38,7 @@ from mvid.stages.shard import Shard
 log = logging.getLogger("mvid")
 BREAKER = "breaker.json"  # in the work folder: the stage the failure breaker stopped a run in
 SEAL = "sealed.json"  # in the work folder: what the last complete `mvid run` made the output from
+SEALED = ("videos", "clips", "shards", "failures", "drops")  # the Summary fields a seal keeps
 HIST_ROWS = 1 << 20  # pool rows a selection task bins at once
 
 
@@ -152,10 +153,10 @@ class Pipeline:
         return n, entries
 
     def head(self) -> str:
-        """What the output is made from besides the videos: the listing's signature, every stage's key, and where
-        it goes."""
+        """What the output is made from besides the videos: the listing's signature, every stage's key, where it
+        goes, and which summary fields the seal keeps (a seal of another mvid's summary is not read)."""
         listing = (self.ctx.work / LISTING).read_text()
-        return digest([listing, [s.fingerprint() for s in self.stages], str(self.ctx.out)])
+        return digest([listing, [s.fingerprint() for s in self.stages], str(self.ctx.out), SEALED])
 
     def output(self) -> str:
         """The stats of every file the sink wrote, combined: a file touched, removed or added changes it."""
@@ -195,7 +196,7 @@ class Pipeline:
             n, videos = self.units(ex)
             self.advance(ex, n, self.stream)
             s = self.write(ex, n, videos, t)
-            c = {"videos": s.videos, "clips": s.clips, "shards": s.shards, "failures": s.failures, "drops": s.drops}
+            c = {k: getattr(s, k) for k in SEALED}
             seal = {"head": self.head(), "inputs": inputs, "out": self.output(), "summary": c}
             atomic_write(self.ctx.work / SEAL, json.dumps(seal).encode())
             return s
