@@ -13,7 +13,7 @@ import sys
 import time
 
 CHILD = """
-import json, logging, sys, time
+import json, logging, time
 t0 = time.time()
 import ray, ray.data
 t = time.time()
